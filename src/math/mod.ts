@@ -1,0 +1,11 @@
+/**
+ * Float32Array kernels for recurrent networks: products, activations, softmax and
+ * cross-entropy, and a seeded random generator.
+ *
+ * @module
+ */
+export * from "./types.ts";
+export * from "./matmul.ts";
+export * from "./activations.ts";
+export * from "./softmax.ts";
+export * from "./rng.ts";

@@ -1,0 +1,127 @@
+// L layers, H hidden, G gates, I input to layer 0, V vocabulary, O outputs.
+// The inference path: one stream, one token at a time, nothing allocated per step.
+import { type FloatArray, matmulABt, matvec, softmaxRow } from "../math/mod.ts";
+import { gatesOf } from "./config.ts";
+import { gruStep } from "./gru_cell.ts";
+import { lstmStep } from "./lstm_cell.ts";
+import type { Network } from "./network.ts";
+import { rnnStep } from "./rnn_cell.ts";
+
+/**
+ * Applies a network one step at a time to a single stream whose state the caller owns (a
+ * session's hidden state, say). For embedding inputs the embedding is folded into layer 0's
+ * input projection once, at construction: a step starts with a row lookup instead of a
+ * matrix-vector product.
+ *
+ * @example
+ * ```ts
+ * import { Network } from "./network.ts";
+ * import { Stepper } from "./stepper.ts";
+ * const net = Network.create({ cell: "lstm", nonlinearity: "tanh", input: "embedding",
+ *   vocabSize: 5, inputSize: 4, hiddenSize: 8, layers: 2, outputSize: 5 }, 7);
+ * const stepper = new Stepper(net);
+ * const state = stepper.newState();
+ * const probs = stepper.step(state, 3); // next-token distribution (5)
+ * ```
+ */
+export class Stepper {
+  readonly net: Network;
+  /** Output probabilities of the last step (O); overwritten by every step. */
+  readonly probs: FloatArray;
+  /** Head scores of the last step (O). */
+  readonly logits: FloatArray;
+  /** Layer 0's input projection for every token, `embed W_ih0^T + b_ih0` (V, G·H); null for dense. */
+  readonly #table: FloatArray | null;
+  readonly #gi: FloatArray; // (G*H) input projection of the current layer
+  readonly #gh: FloatArray; // (G*H) recurrent projection of the current layer
+
+  /**
+   * Prepares a stepper (and, for embedding networks, the folded input table).
+   *
+   * @param net the network; its parameters are read, never written
+   */
+  constructor(net: Network) {
+    const { inputSize: i, hiddenSize: h, outputSize: o, vocabSize: v } = net.config;
+    const gh = gatesOf(net.config.cell) * h;
+    const F = net.dtype;
+    this.net = net;
+    this.probs = new F(o);
+    this.logits = new F(o);
+    this.#gi = new F(gh);
+    this.#gh = new F(gh);
+    if (net.config.input === "embedding") {
+      const l0 = net.p.layers[0];
+      this.#table = new F(v * gh);
+      matmulABt(this.#table, net.p.embed!, l0.wIh, l0.bIh, v, gh, i, false);
+    } else {
+      this.#table = null;
+    }
+  }
+
+  /**
+   * A zero state for a new stream (S·L·H: every layer's h, then for LSTM every layer's c).
+   *
+   * @returns a fresh state buffer
+   */
+  newState(): FloatArray {
+    return new (this.net.dtype)(this.net.stateSize);
+  }
+
+  /**
+   * Applies one step: updates `state` in place and returns the output distribution.
+   *
+   * @param state the stream's state (S·L·H), updated in place
+   * @param input a token id (embedding networks) or a vector (I) (dense networks)
+   * @returns {@linkcode Stepper.probs}, the softmax of the head (O); valid until the next step
+   */
+  step(state: FloatArray, input: number | FloatArray): FloatArray {
+    this.advance(state, input);
+    softmaxRow(this.probs, this.logits, 0, this.logits.length);
+    return this.probs;
+  }
+
+  /**
+   * Applies one step and computes the head's scores into {@linkcode Stepper.logits}, without
+   * the softmax (for callers that sample or classify from scores).
+   *
+   * @param state the stream's state (S·L·H), updated in place
+   * @param input a token id or a vector (I)
+   */
+  advance(state: FloatArray, input: number | FloatArray): void {
+    const { cell, nonlinearity, inputSize, hiddenSize: h, layers, outputSize: o, vocabSize } =
+      this.net.config;
+    const p = this.net.p;
+    const g = gatesOf(cell) * h;
+    const gi = this.#gi, gh = this.#gh;
+    const cBase = layers * h;
+    for (let l = 0; l < layers; l++) {
+      const lp = p.layers[l];
+      let src: FloatArray = gi;
+      let srcOff = 0;
+      if (l === 0) {
+        if (typeof input === "number") {
+          if (this.#table === null) throw new TypeError("a dense network steps on vectors");
+          if (!(Number.isInteger(input) && input >= 0 && input < vocabSize)) {
+            throw new RangeError(`token id ${input} is outside 0..${vocabSize - 1}`);
+          }
+          src = this.#table;
+          srcOff = input * g;
+        } else {
+          if (input.length !== inputSize) {
+            throw new RangeError(
+              `input has ${input.length} floats; the network takes ${inputSize}`,
+            );
+          }
+          matvec(gi, lp.wIh, input, 0, lp.bIh, g, inputSize);
+        }
+      } else {
+        matvec(gi, lp.wIh, state, (l - 1) * h, lp.bIh, g, h);
+      }
+      matvec(gh, lp.wHh, state, l * h, lp.bHh, g, h);
+      if (cell === "rnn") rnnStep(state, l * h, src, srcOff, gh, h, nonlinearity);
+      else if (cell === "gru") gruStep(state, l * h, src, srcOff, gh, h);
+      else lstmStep(state, l * h, cBase + l * h, src, srcOff, gh, h);
+    }
+    matvec(this.logits, p.headW, state, (layers - 1) * h, p.headB, o, h);
+  }
+}
