@@ -73,8 +73,11 @@ export function encodeModel(model: Model): Uint8Array {
       data: view instanceof Float32Array ? view : Float32Array.from(view),
     });
   }
+  const extra = Object.fromEntries(
+    Object.entries(meta.extra).filter(([k]) => !KNOWN_KEYS.includes(k)),
+  );
   const metadata: Record<string, string> = {
-    ...meta.extra,
+    ...extra,
     format: MODEL_FORMAT,
     cell: network.config.cell,
     nonlinearity: network.config.nonlinearity,
@@ -106,7 +109,10 @@ export function decodeModel(bytes: Uint8Array): Model {
     throw err;
   }
   const { tensors, metadata } = decoded;
-  if (metadata.format !== undefined && metadata.format !== MODEL_FORMAT) {
+  // "pt" is what PyTorch-side tools (save_file, save_pretrained) write; both are fine.
+  if (
+    metadata.format !== undefined && metadata.format !== MODEL_FORMAT && metadata.format !== "pt"
+  ) {
     throw new ModelFileError(
       `metadata format is ${JSON.stringify(metadata.format)}; this runtime reads ${MODEL_FORMAT}`,
     );
@@ -131,6 +137,11 @@ export function decodeModel(bytes: Uint8Array): Model {
   const gates = ghRows / hidden;
   const inferred: CellKind | undefined =
     ({ 1: "rnn", 3: "gru", 4: "lstm" } as Record<number, CellKind>)[gates];
+  if (metadata.cell === undefined && inferred === undefined) {
+    throw new ModelFileError(
+      `rnn.weight_hh_l0 has ${ghRows} rows = ${gates}·H for H=${hidden}; no cell has ${gates} gates (rnn 1, gru 3, lstm 4)`,
+    );
+  }
   const cell = (metadata.cell ?? inferred) as CellKind;
   if (!["rnn", "gru", "lstm"].includes(cell)) {
     throw new ModelFileError(
@@ -150,10 +161,20 @@ export function decodeModel(bytes: Uint8Array): Model {
       `metadata nonlinearity is ${JSON.stringify(nonlinearity)}; expected tanh or relu`,
     );
   }
+  // Layers: one more than the highest layer index any rnn tensor names, so a missing tensor
+  // of a middle layer is reported as missing rather than miscounted.
   let layers = 0;
-  while (tensors.has(`rnn.weight_ih_l${layers}`)) layers++;
+  for (const name of tensors.keys()) {
+    const m = /^rnn\.(?:weight|bias)_(?:ih|hh)_l(\d+)$/.exec(name);
+    if (m !== null) layers = Math.max(layers, Number(m[1]) + 1);
+  }
   if (layers === 0) throw new ModelFileError("missing tensor rnn.weight_ih_l0");
   const embedded = tensors.has("embed.weight");
+  if (!embedded && metadata.vocabulary !== undefined) {
+    throw new ModelFileError(
+      "missing tensor embed.weight (the metadata has a vocabulary, so the model reads tokens)",
+    );
+  }
   const [vocabSize, embedDim] = embedded ? matrix("embed.weight") : [0, 0];
   const inputSize = embedded ? embedDim : matrix("rnn.weight_ih_l0")[1];
   const [outputSize] = matrix("head.weight");
@@ -186,7 +207,17 @@ export function decodeModel(bytes: Uint8Array): Model {
   const flat = new Float32Array(layout.at(-1)!.offset + layout.at(-1)!.size);
   for (const spec of layout) {
     const t = tensors.get(spec.name);
-    if (t === undefined) throw new ModelFileError(`missing tensor ${spec.name}`);
+    if (t === undefined) {
+      const layer = /_l(\d+)$/.exec(spec.name)?.[1];
+      const present = layer === undefined
+        ? []
+        : [...tensors.keys()].filter((n) => n.startsWith("rnn.") && n.endsWith(`_l${layer}`));
+      throw new ModelFileError(
+        `missing tensor ${spec.name}${
+          present.length > 0 ? ` (layer ${layer} has only ${present.join(", ")})` : ""
+        }`,
+      );
+    }
     if (t.shape.length !== spec.shape.length || t.shape.some((d, k) => d !== spec.shape[k])) {
       throw new ModelFileError(
         `${spec.name} has shape [${t.shape}]; the other tensors imply [${spec.shape}]`,

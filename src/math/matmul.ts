@@ -29,20 +29,32 @@ export function matvec(
   m: number,
   k: number,
 ): void {
-  const k4 = k & ~3;
-  for (let i = 0; i < m; i++) {
-    const row = i * k;
-    // Four independent accumulators break the add dependency chain.
+  // Four rows at a time: each x[j] is loaded once for four independent accumulators.
+  let i = 0;
+  for (; i + 4 <= m; i += 4) {
+    const r0 = i * k, r1 = r0 + k, r2 = r1 + k, r3 = r2 + k;
     let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    let j = 0;
-    for (; j < k4; j += 4) {
-      s0 += w[row + j] * x[xOff + j];
-      s1 += w[row + j + 1] * x[xOff + j + 1];
-      s2 += w[row + j + 2] * x[xOff + j + 2];
-      s3 += w[row + j + 3] * x[xOff + j + 3];
+    for (let j = 0; j < k; j++) {
+      const xj = x[xOff + j];
+      s0 += w[r0 + j] * xj;
+      s1 += w[r1 + j] * xj;
+      s2 += w[r2 + j] * xj;
+      s3 += w[r3 + j] * xj;
     }
-    for (; j < k; j++) s0 += w[row + j] * x[xOff + j];
-    y[i] = (b === null ? 0 : b[i]) + ((s0 + s1) + (s2 + s3));
+    if (b === null) {
+      y[i] = s0, y[i + 1] = s1, y[i + 2] = s2, y[i + 3] = s3;
+    } else {
+      y[i] = b[i] + s0,
+        y[i + 1] = b[i + 1] + s1,
+        y[i + 2] = b[i + 2] + s2,
+        y[i + 3] = b[i + 3] + s3;
+    }
+  }
+  for (; i < m; i++) {
+    const r = i * k;
+    let s = 0;
+    for (let j = 0; j < k; j++) s += w[r + j] * x[xOff + j];
+    y[i] = (b === null ? 0 : b[i]) + s;
   }
 }
 
@@ -75,22 +87,32 @@ export function matmulABt(
   k: number,
   accumulate: boolean,
 ): void {
-  const k4 = k & ~3;
   for (let r = 0; r < m; r++) {
     const xr = r * k;
     const yr = r * n;
-    for (let i = 0; i < n; i++) {
-      const wr = i * k;
+    // Four weight rows at a time, as in matvec.
+    let i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const w0 = i * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      let j = 0;
-      for (; j < k4; j += 4) {
-        s0 += w[wr + j] * x[xr + j];
-        s1 += w[wr + j + 1] * x[xr + j + 1];
-        s2 += w[wr + j + 2] * x[xr + j + 2];
-        s3 += w[wr + j + 3] * x[xr + j + 3];
+      for (let j = 0; j < k; j++) {
+        const xj = x[xr + j];
+        s0 += w[w0 + j] * xj;
+        s1 += w[w1 + j] * xj;
+        s2 += w[w2 + j] * xj;
+        s3 += w[w3 + j] * xj;
       }
-      for (; j < k; j++) s0 += w[wr + j] * x[xr + j];
-      const s = (b === null ? 0 : b[i]) + ((s0 + s1) + (s2 + s3));
+      if (b !== null) s0 += b[i], s1 += b[i + 1], s2 += b[i + 2], s3 += b[i + 3];
+      if (accumulate) {
+        y[yr + i] += s0, y[yr + i + 1] += s1, y[yr + i + 2] += s2, y[yr + i + 3] += s3;
+      } else {
+        y[yr + i] = s0, y[yr + i + 1] = s1, y[yr + i + 2] = s2, y[yr + i + 3] = s3;
+      }
+    }
+    for (; i < n; i++) {
+      const wr = i * k;
+      let s = b === null ? 0 : b[i];
+      for (let j = 0; j < k; j++) s += w[wr + j] * x[xr + j];
       y[yr + i] = accumulate ? y[yr + i] + s : s;
     }
   }

@@ -13,3 +13,4 @@ export * from "./gru_cell.ts";
 export * from "./lstm_cell.ts";
 export * from "./network.ts";
 export * from "./stepper.ts";
+export * from "./sampling.ts";

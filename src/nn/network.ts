@@ -209,6 +209,27 @@ export class Workspace {
   }
 
   /**
+   * Copies the state after the first `j` steps of the last forward (j = 0 is its initial state)
+   * into `out` (S, L, B, H). Truncated BPTT with k2 > k1 restarts the next window from there.
+   *
+   * @param j steps into the window, 0 ≤ j ≤ T
+   * @param out receives the state of every layer for the window's B streams
+   */
+  stateAt(j: number, out: FloatArray): void {
+    const t = this.#t, b = this.#b;
+    if (!(Number.isInteger(j) && j >= 0 && j <= t)) {
+      throw new RangeError(`step ${j} is outside 0..${t}`);
+    }
+    const { cell, hiddenSize: h, layers } = this.net.config;
+    const bh = b * h;
+    for (let l = 0; l < layers; l++) {
+      const c = this.layers[l];
+      out.set(c.h.subarray(j * bh, (j + 1) * bh), l * bh);
+      if (cell === "lstm") out.set(c.c.subarray(j * bh, (j + 1) * bh), (layers + l) * bh);
+    }
+  }
+
+  /**
    * Backward through the window of the last {@linkcode Workspace.forward}: accumulates every
    * parameter gradient into `grads` and writes the gradient with respect to the window's
    * initial state, which truncated BPTT carries into the previous window.
