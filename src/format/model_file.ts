@@ -3,7 +3,7 @@
 // `embed` (nn.Embedding, absent for dense input), `rnn` (nn.RNN / nn.GRU / nn.LSTM) and `head`
 // (nn.Linear), and whose __metadata__ carries what PyTorch does not know.
 import { type CellKind, gatesOf, Network, type NetworkConfig, paramLayout } from "../nn/mod.ts";
-import { CharVocab } from "../text/mod.ts";
+import { CharVocab } from "../text/char_vocab.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
