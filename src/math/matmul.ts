@@ -87,10 +87,50 @@ export function matmulABt(
   k: number,
   accumulate: boolean,
 ): void {
-  for (let r = 0; r < m; r++) {
+  // Register blocking: four rows of X against two rows of W keep eight sums in registers and
+  // load each element once per eight multiply-adds.
+  let r = 0;
+  for (; r + 4 <= m; r += 4) {
+    const xa = r * k, xb = xa + k, xc = xb + k, xd = xc + k;
+    const ya = r * n, yb = ya + n, yc = yb + n, yd = yc + n;
+    let i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const w0 = i * k, w1 = w0 + k;
+      let a0 = 0, a1 = 0, b0 = 0, b1 = 0, c0 = 0, c1 = 0, d0 = 0, d1 = 0;
+      for (let j = 0; j < k; j++) {
+        const p = w[w0 + j], q = w[w1 + j];
+        const u = x[xa + j], v = x[xb + j], s = x[xc + j], t = x[xd + j];
+        a0 += p * u, a1 += q * u, b0 += p * v, b1 += q * v;
+        c0 += p * s, c1 += q * s, d0 += p * t, d1 += q * t;
+      }
+      if (b !== null) {
+        const e = b[i], f = b[i + 1];
+        a0 += e, a1 += f, b0 += e, b1 += f, c0 += e, c1 += f, d0 += e, d1 += f;
+      }
+      if (accumulate) {
+        y[ya + i] += a0, y[ya + i + 1] += a1, y[yb + i] += b0, y[yb + i + 1] += b1;
+        y[yc + i] += c0, y[yc + i + 1] += c1, y[yd + i] += d0, y[yd + i + 1] += d1;
+      } else {
+        y[ya + i] = a0, y[ya + i + 1] = a1, y[yb + i] = b0, y[yb + i + 1] = b1;
+        y[yc + i] = c0, y[yc + i + 1] = c1, y[yd + i] = d0, y[yd + i + 1] = d1;
+      }
+    }
+    if (i < n) {
+      const wr = i * k;
+      let a0 = 0, b0 = 0, c0 = 0, d0 = 0;
+      for (let j = 0; j < k; j++) {
+        const p = w[wr + j];
+        a0 += p * x[xa + j], b0 += p * x[xb + j], c0 += p * x[xc + j], d0 += p * x[xd + j];
+      }
+      if (b !== null) a0 += b[i], b0 += b[i], c0 += b[i], d0 += b[i];
+      if (accumulate) y[ya + i] += a0, y[yb + i] += b0, y[yc + i] += c0, y[yd + i] += d0;
+      else y[ya + i] = a0, y[yb + i] = b0, y[yc + i] = c0, y[yd + i] = d0;
+    }
+  }
+  for (; r < m; r++) {
     const xr = r * k;
     const yr = r * n;
-    // Four weight rows at a time, as in matvec.
+    // A lone row: four weight rows at a time, as in matvec.
     let i = 0;
     for (; i + 4 <= n; i += 4) {
       const w0 = i * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
@@ -143,16 +183,10 @@ export function matmulAB(
   n: number,
   k: number,
 ): void {
-  for (let r = 0; r < m; r++) {
-    const ar = r * k;
-    const yr = r * n;
-    for (let j = 0; j < k; j++) {
-      const s = a[ar + j];
-      if (s === 0) continue;
-      const br = j * n;
-      for (let i = 0; i < n; i++) y[yr + i] += s * bm[br + i];
-    }
-  }
+  // Dot products beat row updates (two loads and a store per multiply-add): transpose B once.
+  const bt = scratch(bm, 0, n * k);
+  transpose(bt, bm, k, n);
+  matmulABt(y, a, bt, null, m, n, k, true);
 }
 
 /**
@@ -181,16 +215,55 @@ export function outerAccumulate(
   n: number,
   k: number,
 ): void {
-  for (let r = 0; r < k; r++) {
-    const ar = r * m;
-    const br = r * n;
-    for (let i = 0; i < m; i++) {
-      const s = a[ar + i];
-      if (s === 0) continue;
-      const yr = i * n;
-      for (let j = 0; j < n; j++) y[yr + j] += s * bm[br + j];
+  // As dot products over the K rows: Y += (A^T) (B^T)^T with both operands transposed once.
+  const at = scratch(a, 0, m * k);
+  const bt = scratch(bm, 1, n * k);
+  transpose(at, a, k, m);
+  transpose(bt, bm, k, n);
+  matmulABt(y, at, bt, null, m, n, k, true);
+}
+
+/**
+ * Transpose: `out (C, R) = a (R, C)^T`.
+ *
+ * @param out output (C, R), overwritten
+ * @param a input (R, C)
+ * @param rows R
+ * @param cols C
+ * @example
+ * ```ts
+ * import { transpose } from "./matmul.ts";
+ * const t = new Float32Array(6);
+ * transpose(t, new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3); // t = [1, 4, 2, 5, 3, 6]
+ * ```
+ */
+export function transpose(out: FloatArray, a: FloatArray, rows: number, cols: number): void {
+  // Tiles keep both the reads and the writes within a few cache lines.
+  const tile = 32;
+  for (let r0 = 0; r0 < rows; r0 += tile) {
+    const r1 = Math.min(rows, r0 + tile);
+    for (let c0 = 0; c0 < cols; c0 += tile) {
+      const c1 = Math.min(cols, c0 + tile);
+      for (let r = r0; r < r1; r++) {
+        const ar = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = a[ar + c];
+      }
     }
   }
+}
+
+// Scratch buffers for the transposes, one pair per float type, grown on demand and reused:
+// the products run single-threaded and never re-enter each other.
+const scratch32: Float32Array[] = [new Float32Array(0), new Float32Array(0)];
+const scratch64: Float64Array[] = [new Float64Array(0), new Float64Array(0)];
+
+function scratch(like: FloatArray, slot: 0 | 1, size: number): FloatArray {
+  if (like instanceof Float64Array) {
+    if (scratch64[slot].length < size) scratch64[slot] = new Float64Array(size);
+    return scratch64[slot];
+  }
+  if (scratch32[slot].length < size) scratch32[slot] = new Float32Array(size);
+  return scratch32[slot];
 }
 
 /**

@@ -3,13 +3,8 @@
 //   z = σ(W_iz x + b_iz + W_hz h + b_hz)
 //   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
 //   h' = (1 - z) ⊙ n + z ⊙ h
-import {
-  type FloatArray,
-  matmulAB,
-  matmulABt,
-  outerAccumulate,
-  sumRowsAccumulate,
-} from "../math/mod.ts";
+import { type FloatArray, matmulAB, matmulABt } from "../math/mod.ts";
+import { accumulateLayerGrads } from "./_layer_grads.ts";
 import type { LayerCache } from "./layer_cache.ts";
 import type { LayerParams } from "./params.ts";
 
@@ -140,14 +135,7 @@ export function gruBackward(
   const n = t * b;
   const dGi = dgi.subarray(0, n * h3);
   const dGh = dgh.subarray(0, n * h3);
-  outerAccumulate(g.wIh, dGi, c.x, h3, i, n);
-  outerAccumulate(g.wHh, dGh, c.h, h3, h, n);
-  sumRowsAccumulate(g.bIh, dGi, n, h3);
-  sumRowsAccumulate(g.bHh, dGh, n, h3);
-  if (dx !== null) {
-    dx.fill(0, 0, n * i);
-    matmulAB(dx, dGi, p.wIh, n, i, h3);
-  }
+  accumulateLayerGrads(c, p, g, dGi, dGh, dx, n, h3, i, h);
 }
 
 /**

@@ -1,13 +1,8 @@
 // T steps, B streams, I input, H hidden; gates in PyTorch's order i, f, g, o (rows of 4H).
 //   i = σ(·), f = σ(·), g = tanh(·), o = σ(·)   of   W_ih x + b_ih + W_hh h + b_hh
 //   c' = f ⊙ c + i ⊙ g,   h' = o ⊙ tanh(c')
-import {
-  type FloatArray,
-  matmulAB,
-  matmulABt,
-  outerAccumulate,
-  sumRowsAccumulate,
-} from "../math/mod.ts";
+import { type FloatArray, matmulAB, matmulABt } from "../math/mod.ts";
+import { accumulateLayerGrads } from "./_layer_grads.ts";
 import type { LayerCache } from "./layer_cache.ts";
 import type { LayerParams } from "./params.ts";
 
@@ -143,14 +138,7 @@ export function lstmBackward(
   dc0.set(dc.subarray(0, bh));
   const n = t * b;
   const dGv = dG.subarray(0, n * h4);
-  outerAccumulate(g.wIh, dGv, c.x, h4, i, n);
-  outerAccumulate(g.wHh, dGv, c.h, h4, h, n);
-  sumRowsAccumulate(g.bIh, dGv, n, h4);
-  sumRowsAccumulate(g.bHh, dGv, n, h4);
-  if (dx !== null) {
-    dx.fill(0, 0, n * i);
-    matmulAB(dx, dGv, p.wIh, n, i, h4);
-  }
+  accumulateLayerGrads(c, p, g, dGv, dGv, dx, n, h4, i, h);
 }
 
 /**

@@ -6,11 +6,10 @@ import {
   matmulAB,
   matmulABt,
   type Nonlinearity,
-  outerAccumulate,
   reluGrad,
-  sumRowsAccumulate,
   tanhGrad,
 } from "../math/mod.ts";
+import { accumulateLayerGrads } from "./_layer_grads.ts";
 import type { LayerCache } from "./layer_cache.ts";
 import type { LayerParams } from "./params.ts";
 
@@ -105,14 +104,7 @@ export function rnnBackward(
   }
   dh0.set(dh.subarray(0, bh));
   const dG = dgl.subarray(0, t * bh);
-  outerAccumulate(g.wIh, dG, c.x, h, i, t * b);
-  outerAccumulate(g.wHh, dG, c.h, h, h, t * b);
-  sumRowsAccumulate(g.bIh, dG, t * b, h);
-  sumRowsAccumulate(g.bHh, dG, t * b, h);
-  if (dx !== null) {
-    dx.fill(0, 0, t * b * i);
-    matmulAB(dx, dG, p.wIh, t * b, i, h);
-  }
+  accumulateLayerGrads(c, p, g, dG, dG, dx, t * b, h, i, h);
 }
 
 /**
