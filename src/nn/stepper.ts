@@ -81,6 +81,20 @@ export class Stepper {
   }
 
   /**
+   * Computes the output distribution for the current state without stepping: the head on the
+   * top layer's h (what generation samples its next token from).
+   *
+   * @param state the stream's state (S·L·H), read only
+   * @returns {@linkcode Stepper.probs}; {@linkcode Stepper.logits} holds the scores
+   */
+  readout(state: FloatArray): FloatArray {
+    const { hiddenSize: h, layers, outputSize: o } = this.net.config;
+    matvec(this.logits, this.net.p.headW, state, (layers - 1) * h, this.net.p.headB, o, h);
+    softmaxRow(this.probs, this.logits, 0, o);
+    return this.probs;
+  }
+
+  /**
    * Applies one step and computes the head's scores into {@linkcode Stepper.logits}, without
    * the softmax (for callers that sample or classify from scores).
    *

@@ -6,6 +6,7 @@
 //   ["model", name, "v", version, "manifest"]     ModelManifest
 //   ["model", name, "v", version, "chunk", i]     Uint8Array, under 64 KiB: model file bytes
 //   ["models", name]                              { versions: number[] }: kept, published, ascending
+//   ["session", id]                               SessionRecord: a session's durable state
 import { InvalidNameError } from "./errors.ts";
 
 /** What a model name may look like: letters, digits, `_` and `-`, 1 to 64 of them. */
@@ -128,4 +129,41 @@ export const MODEL_INDEX_PREFIX = ["models"] as const;
  */
 export function modelIndexKey(name: string) {
   return ["models", name] as const;
+}
+
+/** What a session id may look like (DESIGN.md): letters, digits, `_` and `-`, 1 to 128. */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * Checks a session id where it enters, before any key is built from it.
+ *
+ * @param id the candidate
+ * @returns the same id
+ * @throws {InvalidNameError} naming the rule
+ * @example
+ * ```ts
+ * import { validateSessionId } from "./keys.ts";
+ * validateSessionId("chat-42"); // "chat-42"
+ * ```
+ */
+export function validateSessionId(id: unknown): string {
+  if (typeof id !== "string" || !SESSION_ID_PATTERN.test(id)) {
+    throw new InvalidNameError(`invalid session id: use 1 to 128 letters, digits, "_" or "-"`);
+  }
+  return id;
+}
+
+/**
+ * The key of a session's durable state.
+ *
+ * @param id a valid session id
+ * @returns `["session", id]`
+ * @example
+ * ```ts
+ * import { sessionKey } from "./keys.ts";
+ * sessionKey("chat-42"); // ["session", "chat-42"]
+ * ```
+ */
+export function sessionKey(id: string) {
+  return ["session", id] as const;
 }

@@ -1,0 +1,42 @@
+// /models — what is published: names, versions and manifests.
+import { Hono } from "hono";
+import { HttpError } from "../src/errors.ts";
+import { validateModelName } from "../src/store/keys.ts";
+import { listModels, type ModelManifest } from "../src/store/registry.ts";
+
+/** A manifest without its (long) vocabulary and curves, for listings. */
+function summary(m: ModelManifest) {
+  const { vocabulary: _v, training: _t, metrics, ...rest } = m;
+  const valLoss = (metrics as { val_loss?: unknown } | undefined)?.val_loss;
+  return { ...rest, val_loss: typeof valLoss === "number" ? valLoss : null };
+}
+
+/**
+ * The model routes.
+ *
+ * @param kv the store models are published to
+ * @returns a Hono sub-app to mount at /models
+ */
+export function modelRoutes(kv: Deno.Kv): Hono {
+  const app = new Hono();
+
+  app.get("/", async (c) => {
+    const models = await listModels(kv);
+    return c.json({
+      models: models.map((m) => ({
+        name: m.name,
+        current: m.current,
+        versions: m.versions.map(summary),
+      })),
+    });
+  });
+
+  app.get("/:name", async (c) => {
+    const name = validateModelName(c.req.param("name"));
+    const found = (await listModels(kv)).find((m) => m.name === name);
+    if (found === undefined) throw new HttpError(404, "not_found", `no model ${name}`);
+    return c.json({ name, current: found.current, versions: found.versions });
+  });
+
+  return app;
+}

@@ -1,0 +1,173 @@
+// /session/:id — stream tokens in, per-token outputs out (SSE); generate; inspect; delete.
+// Thin: validate, call into src/stream, map errors (src/errors.ts).
+import { Hono } from "hono";
+import { streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { HttpError } from "../src/errors.ts";
+import { validateModelName, validateSessionId } from "../src/store/keys.ts";
+import { deleteSession, readSession } from "../src/store/sessions.ts";
+import {
+  inputTypeOf,
+  sendError,
+  sendEvents,
+  sessionEvents,
+  type SessionManager,
+  writeEvent,
+} from "../src/stream/mod.ts";
+import { zValidator } from "@hono/zod-validator";
+import { limitBody, requireJson, validationHook } from "./_validate.ts";
+
+const StreamQuery = z.object({
+  model: z.string().optional(),
+  from: z.coerce.number().int().min(1).optional(),
+});
+
+const GenerateBody = z.object({
+  max_tokens: z.number().int().min(1).default(100),
+  temperature: z.number().min(0).max(10).default(1),
+  top_k: z.number().int().min(0).default(0),
+  top_p: z.number().gt(0).max(1).default(1),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
+  stop: z.union([z.string(), z.array(z.string()).max(16)]).optional(),
+  model: z.string().optional(),
+}).strict();
+
+/** Seq of the body's first token from `?from=` or `Last-Event-ID` (the last event seen + 1). */
+function firstSeq(from: number | undefined, lastEventId: string | undefined): number | undefined {
+  if (from !== undefined) return from;
+  if (lastEventId === undefined) return undefined;
+  if (!/^\d{1,15}$/.test(lastEventId.trim())) {
+    throw new HttpError(400, "bad_request", "Last-Event-ID must be a session seq (a whole number)");
+  }
+  return Number(lastEventId) + 1;
+}
+
+/**
+ * The session routes.
+ *
+ * @param sessions the isolate's session manager
+ * @returns a Hono sub-app to mount at /session
+ */
+export function sessionRoutes(sessions: SessionManager): Hono {
+  const app = new Hono();
+  const { limits, kv } = sessions.deps;
+
+  app.post("/:id", zValidator("query", StreamQuery, validationHook), async (c) => {
+    const id = validateSessionId(c.req.param("id"));
+    const query = c.req.valid("query");
+    if (query.model !== undefined) validateModelName(query.model);
+    const type = inputTypeOf(c.req.header("content-type"));
+    if (type === null) {
+      throw new HttpError(
+        415,
+        "unsupported_media_type",
+        "send text/plain, application/x-ndjson or text/event-stream (UTF-8)",
+      );
+    }
+    const length = Number(c.req.header("content-length") ?? "0");
+    if (length > limits.maxBodyBytes) {
+      throw new HttpError(413, "too_large", `the body is larger than ${limits.maxBodyBytes} bytes`);
+    }
+    const from = firstSeq(query.from, c.req.header("last-event-id"));
+    const runner = await sessions.open(id, { model: query.model, from });
+    const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
+    return streamSSE(c, async (stream) => {
+      let keep = true;
+      try {
+        const result = await sendEvents(
+          stream,
+          sessionEvents(body, type, limits.maxBodyBytes, runner),
+          runner,
+          limits.keepAliveMs,
+        );
+        // Bad input or a conflict: what this request applied since its last checkpoint is
+        // dropped, so the session stays at the durable seq its error event reported.
+        keep = result.end !== "error";
+      } finally {
+        await sessions.close(runner, keep).catch((err) => console.error(err));
+      }
+    });
+  });
+
+  app.post(
+    "/:id/generate",
+    requireJson,
+    limitBody(64 * 1024),
+    zValidator("json", GenerateBody, validationHook),
+    async (c) => {
+      const id = validateSessionId(c.req.param("id"));
+      const opts = c.req.valid("json");
+      if (opts.max_tokens > limits.maxGenerateTokens) {
+        throw new HttpError(
+          400,
+          "bad_request",
+          `max_tokens must be at most ${limits.maxGenerateTokens}`,
+        );
+      }
+      if (opts.model !== undefined) validateModelName(opts.model);
+      const runner = await sessions.open(id, { model: opts.model });
+      const task = runner.loaded.model.meta.task;
+      if (runner.loaded.model.meta.labels !== null || runner.loaded.vocab === null) {
+        await sessions.close(runner, false);
+        throw new HttpError(
+          400,
+          "wrong_task",
+          `model ${runner.loaded.name} is a ${task} model: it does not generate`,
+        );
+      }
+      const stop = typeof opts.stop === "string" ? [opts.stop] : opts.stop ?? [];
+      return streamSSE(c, async (stream) => {
+        let keep = true;
+        try {
+          const reason = await runner.generate(
+            opts.max_tokens,
+            { temperature: opts.temperature, topK: opts.top_k, topP: opts.top_p },
+            opts.seed,
+            stop,
+            (event) => writeEvent(stream, event),
+            () => stream.aborted,
+          );
+          if (!stream.aborted) {
+            for (const event of await runner.finish(reason)) await writeEvent(stream, event);
+          }
+        } catch (err) {
+          keep = false;
+          if (!stream.aborted) await sendError(stream, err, runner);
+        } finally {
+          await sessions.close(runner, keep).catch((err) => console.error(err));
+        }
+      });
+    },
+  );
+
+  app.get("/:id", async (c) => {
+    const id = validateSessionId(c.req.param("id"));
+    const active = sessions.active(id);
+    if (active !== undefined) return c.json(active.info());
+    const stored = await readSession(kv, id);
+    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    const r = stored.record;
+    return c.json({
+      id,
+      model: r.model,
+      version: r.version,
+      seq: r.seq,
+      durable_seq: r.seq,
+      created_at: r.createdAt,
+      updated_at: r.updatedAt,
+    });
+  });
+
+  app.delete("/:id", async (c) => {
+    const id = validateSessionId(c.req.param("id"));
+    if (sessions.busy(id)) {
+      throw new HttpError(409, "conflict", `session ${id} is busy with a request`);
+    }
+    const stored = await readSession(kv, id);
+    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    await deleteSession(kv, id, stored.versionstamp);
+    return c.body(null, 204);
+  });
+
+  return app;
+}

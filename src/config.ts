@@ -1,0 +1,69 @@
+// Server configuration from environment variables, the same locally and on Deno Deploy.
+import { DEFAULT_LIMITS, type Limits } from "./stream/session.ts";
+
+/** Everything the server reads from its environment. */
+export interface ServerConfig {
+  /** `PORT` (8000): where `deno task start` listens. */
+  port: number;
+  /** `HOST` (0.0.0.0). */
+  host: string;
+  /**
+   * `KV_PATH`: a SQLite file, `:memory:`, or a KV Connect URL. Unset: `./data/kv.sqlite3`
+   * locally, the managed KV on Deno Deploy (`DENO_DEPLOYMENT_ID` is set there).
+   */
+  kvPath: string | undefined;
+  /** `DEFAULT_MODEL` (moby): the model a new session gets when it names none. */
+  defaultModel: string;
+  /** The limits; each has an environment variable (see {@linkcode LIMIT_ENV}). */
+  limits: Limits;
+}
+
+/** Environment variable of each limit, with its unit. */
+export const LIMIT_ENV = {
+  maxBodyBytes: ["MAX_BODY_BYTES", 1],
+  maxTokensPerRequest: ["MAX_TOKENS_PER_REQUEST", 1],
+  maxGenerateTokens: ["MAX_GENERATE_TOKENS", 1],
+  checkpointEvery: ["CHECKPOINT_EVERY", 1],
+  sessionTtlMs: ["SESSION_TTL_SECONDS", 1000],
+  keepAliveMs: ["KEEPALIVE_SECONDS", 1000],
+  topK: ["TOP_K", 1],
+} as const satisfies Record<keyof Limits, readonly [string, number]>;
+
+/**
+ * Reads the configuration.
+ *
+ * @param env a variable lookup (Deno.env.get by default)
+ * @returns the configuration
+ * @throws {RangeError} naming a variable whose value is not a positive number
+ * @example
+ * ```ts
+ * import { loadConfig } from "./config.ts";
+ * loadConfig((name) => ({ PORT: "9000" } as Record<string, string>)[name]).port; // 9000
+ * ```
+ */
+export function loadConfig(
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): ServerConfig {
+  const positive = (name: string, fallback: number) => {
+    const raw = env(name);
+    if (raw === undefined || raw === "") return fallback;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v <= 0) {
+      throw new RangeError(`${name} must be a positive number, not ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+  const limits = { ...DEFAULT_LIMITS };
+  for (const [field, [name, unit]] of Object.entries(LIMIT_ENV)) {
+    const key = field as keyof Limits;
+    limits[key] = positive(name, DEFAULT_LIMITS[key] / unit) * unit;
+  }
+  const onDeploy = env("DENO_DEPLOYMENT_ID") !== undefined;
+  return {
+    port: positive("PORT", 8000),
+    host: env("HOST") ?? "0.0.0.0",
+    kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kv.sqlite3"),
+    defaultModel: env("DEFAULT_MODEL") ?? "moby",
+    limits,
+  };
+}

@@ -1,0 +1,95 @@
+// The served entry: `export default { fetch }` for `deno serve` and Deno Deploy.
+// Opens KV (the local file, or the managed KV on Deploy), publishes the pre-trained models kept
+// in fixtures/models on a fresh store, and serves.
+import { createApp } from "./app.ts";
+import { loadConfig } from "./config.ts";
+import { decodeModel } from "./format/mod.ts";
+import { ModelCache } from "./store/model_cache.ts";
+import { openKv } from "./store/open_kv.ts";
+import { getCurrentVersion, publishModel } from "./store/registry.ts";
+import { SessionManager } from "./stream/mod.ts";
+
+const config = loadConfig();
+
+/** The KV store: managed on Deploy (no path), else a file, `:memory:` or a KV Connect URL. */
+export const kv = config.kvPath === undefined ? await Deno.openKv() : await openKv(config.kvPath);
+
+/**
+ * Publishes every `fixtures/models/NAME.safetensors` whose model has no current version, so a
+ * fresh store serves real models at once. An existing model is never touched.
+ *
+ * @param store the KV store
+ * @returns the names published
+ */
+export async function seedFixtureModels(store: Deno.Kv): Promise<string[]> {
+  const dir = new URL("../fixtures/models/", import.meta.url);
+  const published: string[] = [];
+  let entries: Deno.DirEntry[] = [];
+  try {
+    entries = await Array.fromAsync(Deno.readDir(dir));
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    const m = /^([A-Za-z0-9_-]{1,64})\.safetensors$/.exec(entry.name);
+    if (!entry.isFile || m === null) continue;
+    if (await getCurrentVersion(store, m[1]) !== null) continue;
+    const model = decodeModel(await Deno.readFile(new URL(entry.name, dir)));
+    await publishModel(store, m[1], model, { metrics: parseJson(model.meta.extra.metrics) });
+    published.push(m[1]);
+  }
+  return published;
+}
+
+function parseJson(text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+const seeded = await seedFixtureModels(kv);
+if (seeded.length > 0) console.error(`published fixture models: ${seeded.join(", ")}`);
+
+/** The model cache, watching `current` keys. */
+export const models = new ModelCache(kv, {
+  onChange: (name, version) => console.error(`model ${name}: current version is now ${version}`),
+});
+
+/** Open sessions; checkpointed when the process is told to stop. */
+export const sessions = new SessionManager({
+  kv,
+  models,
+  clock: () => new Date(),
+  limits: config.limits,
+  defaultModel: config.defaultModel,
+});
+
+/** The app. */
+export const app = createApp({ kv, models, sessions });
+
+/**
+ * Checkpoints every open session (what was applied becomes durable), then ends the process.
+ *
+ * @param signal the signal received, for the log line
+ */
+export async function shutdown(signal: string): Promise<never> {
+  const { written, failed } = await sessions.checkpointAll();
+  console.error(
+    `${signal}: checkpointed ${written} open session(s)${failed > 0 ? `, ${failed} failed` : ""}`,
+  );
+  models.close();
+  Deno.exit(0);
+}
+
+try {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    Deno.addSignalListener(signal, () => shutdown(signal));
+  }
+} catch {
+  // Some hosts (Deno Deploy) have no signals: their isolates are stopped without one.
+}
+
+export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

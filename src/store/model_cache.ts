@@ -1,0 +1,151 @@
+// The serving side of the registry: loaded model versions cached in memory (each verified once,
+// by checksum, when loaded) and the `current` keys watched, so a version published while a
+// server runs reaches new sessions without a restart.
+import type { Model } from "../format/mod.ts";
+import { Stepper } from "../nn/mod.ts";
+import { CharVocab } from "../text/char_vocab.ts";
+import { NotFoundError } from "./errors.ts";
+import { modelCurrentKey, validateModelName } from "./keys.ts";
+import { getCurrentVersion, loadModel, type ModelManifest } from "./registry.ts";
+
+/** A model version ready to serve. */
+export interface LoadedModel {
+  name: string;
+  version: number;
+  manifest: ModelManifest;
+  model: Model;
+  /** The input vocabulary, or null for dense-input models. */
+  vocab: CharVocab | null;
+  /** A stepper shared by every session of this version (steps are synchronous, never interleaved). */
+  stepper: Stepper;
+}
+
+/** Options of {@linkcode ModelCache}. */
+export interface ModelCacheOptions {
+  /** Versions kept in memory; the least recently used goes first. @default 16 */
+  maxEntries?: number;
+  /** Called when a watched `current` key changes (for logs). */
+  onChange?: (name: string, version: number | null) => void;
+}
+
+/**
+ * Loads model versions from KV once and keeps them; knows each model's current version, kept
+ * fresh by `kv.watch` on the `current` keys (at most 10 keys per watch, as KV allows).
+ *
+ * @example
+ * ```ts
+ * import { ModelCache } from "./model_cache.ts";
+ * const kv = await Deno.openKv(":memory:");
+ * const cache = new ModelCache(kv);
+ * await cache.currentVersion("moby"); // null: nothing published yet
+ * cache.close();
+ * kv.close();
+ * ```
+ */
+export class ModelCache {
+  readonly #kv: Deno.Kv;
+  readonly #max: number;
+  readonly #onChange: (name: string, version: number | null) => void;
+  readonly #entries = new Map<string, Promise<LoadedModel>>();
+  readonly #current = new Map<string, number | null>();
+  #watches: ReadableStream<Deno.KvEntryMaybe<number>[]>[] = [];
+  #closed = false;
+
+  /**
+   * @param kv the store models are published to
+   * @param options cache size and change callback
+   */
+  constructor(kv: Deno.Kv, options: ModelCacheOptions = {}) {
+    this.#kv = kv;
+    this.#max = options.maxEntries ?? 16;
+    this.#onChange = options.onChange ?? (() => {});
+  }
+
+  /**
+   * The version new sessions of a model get.
+   *
+   * @param name a model name
+   * @returns the current version, or null when the model has none
+   */
+  async currentVersion(name: string): Promise<number | null> {
+    validateModelName(name);
+    if (this.#current.has(name)) return this.#current.get(name)!;
+    const version = await getCurrentVersion(this.#kv, name);
+    if (!this.#current.has(name)) {
+      this.#current.set(name, version);
+      this.#rewatch();
+    }
+    return this.#current.get(name)!;
+  }
+
+  /**
+   * A model version, loaded from KV (checksum verified) on first use and cached.
+   *
+   * @param name a model name
+   * @param version the version; omitted: the current one
+   * @returns the loaded model
+   * @throws {NotFoundError} for an unknown model or version; IntegrityError for a corrupt one
+   */
+  async load(name: string, version?: number): Promise<LoadedModel> {
+    const v = version ?? await this.currentVersion(name);
+    if (v === null) throw new NotFoundError(`model ${name} has not been published`);
+    const key = `${name}@${v}`;
+    let entry = this.#entries.get(key);
+    if (entry === undefined) {
+      entry = this.#fetch(name, v);
+      this.#entries.set(key, entry);
+      // A failed load is not cached: the next request tries again.
+      entry.catch(() => this.#entries.delete(key));
+      while (this.#entries.size > this.#max) {
+        this.#entries.delete(this.#entries.keys().next().value!);
+      }
+    } else {
+      // Most recently used last.
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    }
+    return await entry;
+  }
+
+  async #fetch(name: string, version: number): Promise<LoadedModel> {
+    const { manifest, model } = await loadModel(this.#kv, name, version);
+    const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);
+    return { name, version, manifest, model, vocab, stepper: new Stepper(model.network) };
+  }
+
+  /** Restarts the watches so they cover every model name seen so far. */
+  #rewatch(): void {
+    if (this.#closed) return;
+    for (const stream of this.#watches) stream.cancel().catch(() => {});
+    this.#watches = [];
+    const names = [...this.#current.keys()];
+    for (let k = 0; k < names.length; k += 10) {
+      const group = names.slice(k, k + 10);
+      const stream = this.#kv.watch<number[]>(group.map((n) => modelCurrentKey(n)));
+      this.#watches.push(stream);
+      this.#follow(group, stream).catch((err) => {
+        if (!this.#closed) console.error(`model watch stopped: ${(err as Error).message}`);
+      });
+    }
+  }
+
+  async #follow(group: string[], stream: ReadableStream<Deno.KvEntryMaybe<number>[]>) {
+    for await (const entries of stream) {
+      entries.forEach((entry, k) => {
+        const name = group[k];
+        const version = entry.value ?? null;
+        if (this.#current.get(name) !== version) {
+          this.#current.set(name, version);
+          this.#onChange(name, version);
+        }
+      });
+    }
+  }
+
+  /** Stops watching. */
+  close(): void {
+    this.#closed = true;
+    for (const stream of this.#watches) stream.cancel().catch(() => {});
+    this.#watches = [];
+  }
+}

@@ -1,0 +1,463 @@
+// O outputs, S·L·H state. A session at work: its hidden state in memory while a request runs,
+// the recurrent step applied per token, checkpoints to KV with a versionstamp check, and the
+// events a client sees. Exactly once: every token has a seq; a request may start from any
+// seq ≤ durable seq + 1 and tokens at or below the session's seq are skipped, never re-applied.
+import { Rng } from "../math/mod.ts";
+import { Sampler, type SamplingOptions } from "../nn/mod.ts";
+import { ConflictError, NotFoundError } from "../store/errors.ts";
+import type { LoadedModel, ModelCache } from "../store/model_cache.ts";
+import {
+  bytesToState,
+  readSession,
+  type SessionRecord,
+  stateToBytes,
+  writeSession,
+} from "../store/sessions.ts";
+import { InputError, type InputItem } from "./decode.ts";
+
+/** Server limits; each is configurable (see src/config.ts) and documented in the README. */
+export interface Limits {
+  /** Largest request body, bytes. @default 1_048_576 */
+  maxBodyBytes: number;
+  /** Most tokens one request may apply. @default 100_000 */
+  maxTokensPerRequest: number;
+  /** Most tokens one generate request may produce. @default 2_000 */
+  maxGenerateTokens: number;
+  /** Checkpoint to KV after this many tokens (and at the end of every request). @default 64 */
+  checkpointEvery: number;
+  /** Idle sessions expire this long after their last write, ms. @default 7 days */
+  sessionTtlMs: number;
+  /** A `:` comment is sent when a stream has been quiet this long, ms. @default 15_000 */
+  keepAliveMs: number;
+  /** Outputs listed in a step event. @default 5 */
+  topK: number;
+}
+
+/** The default limits. */
+export const DEFAULT_LIMITS: Limits = {
+  maxBodyBytes: 1_048_576,
+  maxTokensPerRequest: 100_000,
+  maxGenerateTokens: 2_000,
+  checkpointEvery: 64,
+  sessionTtlMs: 7 * 24 * 3600 * 1000,
+  keepAliveMs: 15_000,
+  topK: 5,
+};
+
+/** One server-sent event: `event`, `id` (the session seq) and a JSON `data` object. */
+export interface SessionEvent {
+  event: "step" | "token" | "checkpoint" | "result" | "done" | "error";
+  id: number;
+  data: Record<string, unknown>;
+}
+
+/** What a session runner needs from the app. */
+export interface SessionDeps {
+  kv: Deno.Kv;
+  models: ModelCache;
+  clock: () => Date;
+  limits: Limits;
+  /** The model a new session gets when the request names none. */
+  defaultModel: string;
+}
+
+/** Options of one request on a session. */
+export interface OpenOptions {
+  /** The model for a new session (`?model=`); must match an existing session's. */
+  model?: string;
+  /** Seq of the first token in this request's body (`?from=`, or Last-Event-ID + 1). */
+  from?: number;
+}
+
+/** A public view of a session (GET /session/:id). */
+export interface SessionInfo {
+  id: string;
+  model: string;
+  version: number;
+  task: string;
+  seq: number;
+  durable_seq: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/**
+ * One request's hold on a session: the state in memory, applied token by token, checkpointed.
+ * Create with {@linkcode SessionManager.open}; always {@linkcode SessionRunner.close} it.
+ */
+export class SessionRunner {
+  readonly id: string;
+  readonly loaded: LoadedModel;
+  readonly state: Float32Array;
+  #deps: SessionDeps;
+  #record: SessionRecord;
+  #versionstamp: string | null;
+  #seq: number;
+  #durable: number;
+  #skip: number;
+  #applied = 0;
+  #closed = false;
+
+  /** @internal use {@linkcode SessionManager.open} */
+  constructor(
+    deps: SessionDeps,
+    id: string,
+    loaded: LoadedModel,
+    record: SessionRecord,
+    versionstamp: string | null,
+    skip: number,
+  ) {
+    this.#deps = deps;
+    this.id = id;
+    this.loaded = loaded;
+    this.#record = record;
+    this.#versionstamp = versionstamp;
+    this.#seq = record.seq;
+    this.#durable = versionstamp === null ? 0 : record.seq;
+    this.#skip = skip;
+    this.state = bytesToState(record.hidden, loaded.model.network.stateSize);
+  }
+
+  /** Tokens applied so far. */
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** The seq that is safe in KV. */
+  get durableSeq(): number {
+    return this.#durable;
+  }
+
+  /** Public view, counting tokens applied in memory but not yet checkpointed. */
+  info(): SessionInfo {
+    return {
+      id: this.id,
+      model: this.#record.model,
+      version: this.#record.version,
+      task: this.loaded.model.meta.task,
+      seq: this.#seq,
+      durable_seq: this.#durable,
+      created_at: this.#record.createdAt,
+      updated_at: this.#record.updatedAt,
+    };
+  }
+
+  /**
+   * Applies one input item (a text's characters, or one token) and returns its events: a
+   * `step` per applied token, and a `checkpoint` whenever one was written.
+   *
+   * @param item the input
+   * @returns the events, in order
+   * @throws {InputError} for a character or token outside the vocabulary, or too many tokens
+   * @throws {ConflictError} when another writer changed the session
+   */
+  async apply(item: InputItem): Promise<SessionEvent[]> {
+    const vocab = this.loaded.vocab;
+    if (vocab === null) {
+      throw new InputError("bad_input", "this model reads dense vectors, not text");
+    }
+    const ids: number[] = [];
+    if ("token" in item) {
+      const id = vocab.tokens.indexOf(item.token);
+      if (id < 0) {
+        throw new InputError(
+          "bad_input",
+          `token ${JSON.stringify(item.token)} is not in the vocabulary`,
+        );
+      }
+      ids.push(id);
+    } else {
+      for (const ch of item.text) {
+        const id = vocab.id(ch);
+        if (id < 0) {
+          throw new InputError(
+            "bad_input",
+            `character ${JSON.stringify(ch)} is not in the vocabulary (which has no <unk>)`,
+          );
+        }
+        ids.push(id);
+      }
+    }
+    const events: SessionEvent[] = [];
+    for (const id of ids) {
+      if (this.#skip > 0) {
+        // Already applied before: the resend overlaps what the session has.
+        this.#skip--;
+        continue;
+      }
+      if (++this.#applied > this.#deps.limits.maxTokensPerRequest) {
+        throw new InputError(
+          "too_large",
+          `a request may apply at most ${this.#deps.limits.maxTokensPerRequest} tokens`,
+        );
+      }
+      events.push(this.#step(id));
+      if (this.#seq - this.#durable >= this.#deps.limits.checkpointEvery) {
+        events.push(await this.checkpoint());
+      }
+    }
+    return events;
+  }
+
+  #step(id: number): SessionEvent {
+    const { stepper, vocab, model } = this.loaded;
+    const probs = stepper.step(this.state, id);
+    this.#seq++;
+    const data: Record<string, unknown> = { seq: this.#seq, token: vocab!.tokens[id] };
+    const names = model.meta.labels ?? model.meta.vocabulary!;
+    if (model.meta.labels !== null) {
+      const out: Record<string, number> = {};
+      names.forEach((n, k) => out[n] = probs[k]);
+      data.probs = out;
+    } else {
+      data.top = topK(probs, this.#deps.limits.topK).map((k) => ({ token: names[k], p: probs[k] }));
+    }
+    return { event: "step", id: this.#seq, data };
+  }
+
+  /**
+   * Samples tokens from the session's state and applies each (they become part of it).
+   *
+   * @param count how many to generate
+   * @param options temperature, top-k, top-p
+   * @param seed random seed: the same seed and state give the same text
+   * @param stop strings that end generation once generated (they are included)
+   * @param emit receives each `token` (and `checkpoint`) event as it is made
+   * @param aborted polled between tokens; true stops generation
+   * @returns why it stopped: "length" or "stop" (or "aborted")
+   */
+  async generate(
+    count: number,
+    options: SamplingOptions,
+    seed: number,
+    stop: string[],
+    emit: (event: SessionEvent) => Promise<void>,
+    aborted: () => boolean,
+  ): Promise<"length" | "stop" | "aborted"> {
+    const { stepper, vocab, model } = this.loaded;
+    if (vocab === null || model.meta.vocabulary === null || model.meta.labels !== null) {
+      throw new InputError("bad_input", `a ${model.meta.task} model does not generate tokens`);
+    }
+    const sampler = new Sampler(model.network.config.outputSize);
+    const rng = new Rng(seed);
+    stepper.readout(this.state);
+    let text = "";
+    const longest = Math.max(0, ...stop.map((s) => s.length));
+    for (let k = 0; k < count; k++) {
+      if (aborted()) return "aborted";
+      const id = sampler.sample(stepper.logits, options, rng);
+      stepper.advance(this.state, id);
+      this.#seq++;
+      const token = vocab.tokens[id];
+      await emit({ event: "token", id: this.#seq, data: { seq: this.#seq, token } });
+      if (this.#seq - this.#durable >= this.#deps.limits.checkpointEvery) {
+        await emit(await this.checkpoint());
+      }
+      text = (text + token).slice(-Math.max(1, 2 * longest));
+      if (stop.some((s) => s !== "" && text.endsWith(s))) return "stop";
+    }
+    return "length";
+  }
+
+  /**
+   * Writes the state to KV (if anything changed) with a versionstamp check.
+   *
+   * @returns a `checkpoint` event with the durable seq
+   * @throws {ConflictError} when another writer changed the session meanwhile
+   */
+  async checkpoint(): Promise<SessionEvent> {
+    if (this.#versionstamp === null || this.#seq !== this.#durable) {
+      const now = this.#deps.clock().toISOString();
+      const record: SessionRecord = {
+        ...this.#record,
+        seq: this.#seq,
+        hidden: stateToBytes(this.state),
+        updatedAt: now,
+      };
+      this.#versionstamp = await writeSession(
+        this.#deps.kv,
+        this.id,
+        record,
+        this.#versionstamp,
+        this.#deps.limits.sessionTtlMs,
+      );
+      this.#record = record;
+      this.#durable = this.#seq;
+    }
+    return { event: "checkpoint", id: this.#durable, data: { seq: this.#durable } };
+  }
+
+  /** The closing events of a request: a final checkpoint and `done`. */
+  async finish(reason?: string): Promise<SessionEvent[]> {
+    const cp = await this.checkpoint();
+    const data: Record<string, unknown> = { seq: this.#seq, durable_seq: this.#durable };
+    if (reason !== undefined) data.finish_reason = reason;
+    return [cp, { event: "done", id: this.#seq, data }];
+  }
+
+  /** @internal */
+  markClosed(): boolean {
+    const was = this.#closed;
+    this.#closed = true;
+    return !was;
+  }
+}
+
+/**
+ * The k largest entries, largest first (ties by index).
+ *
+ * @param probs values
+ * @param k how many
+ * @returns their indices
+ */
+export function topK(probs: ArrayLike<number>, k: number): number[] {
+  const best: number[] = [];
+  for (let j = 0; j < probs.length; j++) {
+    if (best.length === k && probs[j] <= probs[best[k - 1]]) continue;
+    let at = best.length;
+    while (at > 0 && probs[best[at - 1]] < probs[j]) at--;
+    best.splice(at, 0, j);
+    if (best.length > k) best.pop();
+  }
+  return best;
+}
+
+/**
+ * Sessions open in this isolate: at most one request per session at a time (a second gets a
+ * conflict at once), and a list to checkpoint when the process is told to stop.
+ */
+export class SessionManager {
+  readonly deps: SessionDeps;
+  readonly #active = new Map<string, SessionRunner | "opening">();
+
+  /**
+   * @param deps KV, model cache, clock, limits, default model
+   */
+  constructor(deps: SessionDeps) {
+    this.deps = deps;
+  }
+
+  /**
+   * Opens a session for one request: reads (or starts) it, pins its model version, and decides
+   * which tokens of the request to skip.
+   *
+   * @param id a validated session id
+   * @param options model for a new session, seq of the body's first token
+   * @returns the runner; close it when the request ends
+   * @throws {ConflictError} when the session is busy here, or its model differs from `model`,
+   *   or `from` would leave a gap
+   * @throws {NotFoundError} for an unknown model
+   */
+  async open(id: string, options: OpenOptions = {}): Promise<SessionRunner> {
+    if (this.#active.has(id)) {
+      throw new ConflictError(`session ${id} is busy with another request; retry when it ends`);
+    }
+    this.#active.set(id, "opening");
+    try {
+      const runner = await this.#open(id, options);
+      this.#active.set(id, runner);
+      return runner;
+    } catch (err) {
+      this.#active.delete(id);
+      throw err;
+    }
+  }
+
+  async #open(id: string, options: OpenOptions): Promise<SessionRunner> {
+    const { kv, models, clock } = this.deps;
+    const stored = await readSession(kv, id);
+    let loaded: LoadedModel;
+    let record: SessionRecord;
+    if (stored !== null) {
+      record = stored.record;
+      if (options.model !== undefined && options.model !== record.model) {
+        throw new ConflictError(`session ${id} runs model ${record.model}, not ${options.model}`);
+      }
+      try {
+        loaded = await models.load(record.model, record.version);
+      } catch (err) {
+        if (err instanceof NotFoundError) {
+          throw new NotFoundError(
+            `session ${id} is pinned to ${record.model} version ${record.version}, which is no longer kept`,
+          );
+        }
+        throw err;
+      }
+    } else {
+      loaded = await models.load(options.model ?? this.deps.defaultModel);
+      const now = clock().toISOString();
+      record = {
+        model: loaded.name,
+        version: loaded.version,
+        seq: 0,
+        hidden: new Uint8Array(loaded.model.network.stateSize * 4),
+        context: {},
+        createdAt: now,
+        updatedAt: now,
+      };
+    }
+    let skip = 0;
+    if (options.from !== undefined) {
+      if (options.from > record.seq + 1) {
+        throw new ConflictError(
+          `session ${id} is at seq ${record.seq}: resend from ${
+            record.seq + 1
+          }, not ${options.from}`,
+        );
+      }
+      skip = record.seq + 1 - options.from;
+    }
+    return new SessionRunner(this.deps, id, loaded, record, stored?.versionstamp ?? null, skip);
+  }
+
+  /**
+   * Ends a request's hold: checkpoints what it applied (unless told not to) and frees the id.
+   *
+   * @param runner the runner from {@linkcode SessionManager.open}
+   * @param keep checkpoint the tokens applied since the last checkpoint; false after bad input,
+   *   so a malformed request leaves the durable state at its last checkpoint
+   */
+  async close(runner: SessionRunner, keep = true): Promise<void> {
+    if (!runner.markClosed()) return;
+    try {
+      if (keep && runner.seq !== runner.durableSeq) await runner.checkpoint();
+    } finally {
+      this.#active.delete(runner.id);
+    }
+  }
+
+  /**
+   * The runner holding a session in this isolate, if any.
+   *
+   * @param id a session id
+   * @returns the runner, or undefined
+   */
+  active(id: string): SessionRunner | undefined {
+    const r = this.#active.get(id);
+    return r === "opening" ? undefined : r;
+  }
+
+  /** Whether a request holds the session in this isolate. */
+  busy(id: string): boolean {
+    return this.#active.has(id);
+  }
+
+  /**
+   * Checkpoints every open session (SIGINT/SIGTERM): what was applied becomes durable.
+   *
+   * @returns how many sessions were written and how many failed
+   */
+  async checkpointAll(): Promise<{ written: number; failed: number }> {
+    let written = 0, failed = 0;
+    for (const r of this.#active.values()) {
+      if (r === "opening" || r.seq === r.durableSeq) continue;
+      try {
+        await r.checkpoint();
+        written++;
+      } catch {
+        failed++;
+      }
+    }
+    return { written, failed };
+  }
+}
