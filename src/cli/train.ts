@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { encodeModel } from "../format/mod.ts";
 import { openKv, publishModel, validateModelName } from "../store/mod.ts";
+import { loadCheckpoint } from "../train/checkpoint.ts";
 import { ProgressReporter } from "../train/progress.ts";
 import { RUN_FILES, runTraining, TRAIN_DEFAULTS, type TrainConfig } from "../train/run.ts";
 
@@ -90,7 +91,32 @@ function num(flag: string, text: string | undefined, fallback: number): number {
   return v;
 }
 
-async function main(args: string[]): Promise<number> {
+/** Budget flags are the only ones --resume takes from the command line. */
+const RESUME_FLAGS = new Set([
+  "steps",
+  "time",
+  "resume",
+  "name",
+  "run-dir",
+  "kv",
+  "keep",
+  "export",
+  "no-publish",
+]);
+
+async function main(rawArgs: string[]): Promise<number> {
+  // parseArgs reads "--lr -1" as two flags; "--lr=-1" makes a negative value a value.
+  const args: string[] = [];
+  for (const a of rawArgs) {
+    const prev = args.at(-1);
+    if (
+      /^-\d|^-\.\d/.test(a) && prev !== undefined && /^--[a-z]/.test(prev) && !prev.includes("=")
+    ) {
+      args[args.length - 1] = `${prev}=${a}`;
+    } else {
+      args.push(a);
+    }
+  }
   const { values } = parseArgs({
     args,
     strict: true,
@@ -181,6 +207,19 @@ async function main(args: string[]): Promise<number> {
       "corpus");
   const name = validateModelName(values.name ?? defaultName);
   const runDir = values["run-dir"] ?? `./data/runs/${name}`;
+  if (values.resume) {
+    // A missing or corrupt checkpoint is the error to report, before any warning.
+    await loadCheckpoint(`${runDir}/${RUN_FILES.checkpoint}`);
+    const ignored = Object.keys(values).filter((k) =>
+      !RESUME_FLAGS.has(k) && k !== "help" && values[k as keyof typeof values] !== undefined &&
+      values[k as keyof typeof values] !== false
+    );
+    if (ignored.length > 0) {
+      console.error(
+        `train: --resume keeps the run's saved settings; ignoring --${ignored.join(", --")}`,
+      );
+    }
+  }
   const publish = !values["no-publish"];
   // Open the store first: a bad --kv should fail before minutes of training, not after.
   const kv = publish ? await openKv(values.kv) : null;

@@ -245,6 +245,7 @@ export class SessionRunner {
     const longest = Math.max(0, ...stop.map((s) => s.length));
     for (let k = 0; k < count; k++) {
       if (aborted()) return "aborted";
+      if (vocab.unkId >= 0) stepper.logits[vocab.unkId] = -Infinity; // never generate <unk>
       const id = sampler.sample(stepper.logits, options, rng);
       stepper.advance(this.state, id);
       this.#seq++;

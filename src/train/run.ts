@@ -242,6 +242,8 @@ export function sampleText(
   }
   if (last < 0) stepper.advance(state, 0);
   for (let k = 0; k < length; k++) {
+    // <unk> stands for characters the model never learnt to spell: never write it.
+    if (vocab.unkId >= 0) stepper.logits[vocab.unkId] = -Infinity;
     const id = sampler.sample(stepper.logits, { temperature }, rng);
     out += vocab.tokens[id];
     stepper.advance(state, id);
@@ -314,7 +316,9 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     vocab = new CharVocab(ckpt.vocabulary);
     network = new Network(ckpt.network, Float32Array.from(ckpt.params));
   } else if (config.init !== null) {
-    const init = await readModelFile(config.init);
+    const init = await readModelFile(config.init).catch((err) => {
+      throw new Error(`--init ${config.init}: ${(err as Error).message}`);
+    });
     if (init.meta.task !== "lm" || init.network.config.input !== "embedding") {
       throw new RangeError(
         `--init ${config.init} is a ${init.meta.task} model; a language model is needed`,
@@ -485,7 +489,11 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   const meta = { task: config.task, vocabulary: [...vocab.tokens], labels: null, extra: {} };
   const model: Model = { network, meta };
   const final = evaluateLoss(network, val, config.batch, config.k1);
-  if (!interrupted) await append({ step, tokens, val_loss: final.loss });
+  // The last periodic evaluation may already be this step's; log each step's loss once.
+  const logged = lines.at(-1);
+  if (!interrupted && !(logged?.step === step && logged.val_loss !== undefined)) {
+    await append({ step, tokens, val_loss: final.loss });
+  }
   await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
   const { train: trainCurve, val: valCurve } = curves(lines);
   const metrics: RunMetrics = {
@@ -499,14 +507,14 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     val_tokens: final.tokens,
     curve: { train: downsample(trainCurve, 100), val: downsample(valCurve, 50) },
   };
-  model.meta.extra = {
-    training: JSON.stringify(config),
-    metrics: JSON.stringify({ ...metrics, curve: undefined }),
-  };
+  // Only what the same seed and flags reproduce goes into the file, so exports are
+  // byte-identical; timings stay in the log and the published manifest.
+  const { elapsed_s: _e, tokens_per_s: _r, curve: _c, ...reproducible } = metrics;
+  model.meta.extra = { training: JSON.stringify(config), metrics: JSON.stringify(reproducible) };
   const sample = config.sampleChars > 0
     ? sampleText(
       model,
-      sampleFirst(corpus.text),
+      sampleFirst(corpus.text, config.valFraction),
       config.sampleChars,
       config.temperature,
       config.seed,
@@ -515,9 +523,10 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   return { model, config, metrics, sample, interrupted };
 }
 
-/** A prompt for the final sample: the first word of the held-out text's first full line. */
-function sampleFirst(text: string): string {
-  const tail = text.slice(Math.floor(text.length * 0.9));
-  const line = tail.split("\n").find((l) => /^[A-Za-z]/.test(l)) ?? "";
+/** A prompt for the final sample: the first word of the first full line of the held-out text. */
+function sampleFirst(text: string, valFraction: number): string {
+  const tail = text.slice(Math.floor(text.length * (1 - valFraction)));
+  const lines = tail.split("\n").slice(1); // the first piece may start mid-line
+  const line = lines.find((l) => /^[A-Za-z]/.test(l)) ?? "";
   return line.split(" ")[0].slice(0, 20) || "T";
 }
