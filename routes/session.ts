@@ -8,7 +8,6 @@ import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, readSession } from "../src/store/sessions.ts";
 import {
   inputTypeOf,
-  sendError,
   sendEvents,
   sessionEvents,
   type SessionManager,
@@ -72,19 +71,17 @@ export function sessionRoutes(sessions: SessionManager): Hono {
     const runner = await sessions.open(id, { model: query.model, from });
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
     return streamSSE(c, async (stream) => {
-      let keep = true;
       try {
-        const result = await sendEvents(
+        const end = await sendEvents(
           stream,
           sessionEvents(body, type, limits.maxBodyBytes, runner),
-          runner,
           limits.keepAliveMs,
         );
-        // Bad input or a conflict: what this request applied since its last checkpoint is
-        // dropped, so the session stays at the durable seq its error event reported.
-        keep = result.end !== "error";
+        if (end === "aborted") runner.cancel();
       } finally {
-        await sessions.close(runner, keep).catch((err) => console.error(err));
+        // After an error event, what this request applied since its last checkpoint is dropped
+        // (the runner knows it failed); a client that left keeps what was applied.
+        await sessions.close(runner).catch((err) => console.error(err));
       }
     });
   });
@@ -117,7 +114,6 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       }
       const stop = typeof opts.stop === "string" ? [opts.stop] : opts.stop ?? [];
       return streamSSE(c, async (stream) => {
-        let keep = true;
         try {
           const reason = await runner.generate(
             opts.max_tokens,
@@ -131,10 +127,10 @@ export function sessionRoutes(sessions: SessionManager): Hono {
             for (const event of await runner.finish(reason)) await writeEvent(stream, event);
           }
         } catch (err) {
-          keep = false;
-          if (!stream.aborted) await sendError(stream, err, runner);
+          const event = runner.fail(err);
+          if (!stream.aborted) await writeEvent(stream, event);
         } finally {
-          await sessions.close(runner, keep).catch((err) => console.error(err));
+          await sessions.close(runner).catch((err) => console.error(err));
         }
       });
     },

@@ -1,6 +1,7 @@
 // Opening the one KV every command shares: a local SQLite file by default, `:memory:` in tests,
 // or a remote database over KV Connect (Deno Deploy, or self-hosted denokv).
 import { dirname } from "node:path";
+import { retryingKv } from "./_busy_retry.ts";
 
 /** Where `deno task start` and `deno task train` keep their data unless told otherwise. */
 export const DEFAULT_KV_PATH = "./data/kv.sqlite3";
@@ -42,5 +43,5 @@ export async function openKv(location?: string): Promise<Deno.Kv> {
     return await Deno.openKv(where);
   }
   await Deno.mkdir(dirname(where), { recursive: true });
-  return await Deno.openKv(where);
+  return retryingKv(await Deno.openKv(where));
 }

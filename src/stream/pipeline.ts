@@ -2,26 +2,75 @@
 // ─▶ SSE. Each stage is a Web Stream, so a slow client slows the model down (backpressure) and
 // a token's output leaves as soon as the token is applied.
 import type { SSEStreamingApi } from "hono/streaming";
-import { errorInfo } from "../errors.ts";
 import { decodeBody, InputError, type InputItem, type InputType } from "./decode.ts";
 import type { SessionEvent, SessionRunner } from "./session.ts";
 
 /**
- * The recurrent step as a stream stage: applies each item to the session and passes on its
- * events; at the end of the input, a final checkpoint and `done`.
+ * The recurrent step as a stream stage: pulls input items one at a time, applies each to the
+ * session and passes on its events as they are made; at the end of the input, a final
+ * checkpoint and `done`. A fault anywhere upstream (bad UTF-8, a malformed line, a body over
+ * the limit) or in the step (unknown token, conflict) becomes an in-band `error` event that
+ * ends the stream. That is why this stage reads its input itself instead of being a
+ * TransformStream: an errored TransformStream would discard the events still queued in it.
  *
+ * @param input the decoded items
  * @param runner the session, held for this request
- * @returns a transform from input items to session events
+ * @returns the events, ending with `done` or `error`
  */
-export function stepStream(runner: SessionRunner): TransformStream<InputItem, SessionEvent> {
-  return new TransformStream({
-    async transform(item, controller) {
-      for (const event of await runner.apply(item)) controller.enqueue(event);
+export function stepEvents(
+  input: ReadableStream<InputItem>,
+  runner: SessionRunner,
+): ReadableStream<SessionEvent> {
+  const reader = input.getReader();
+  let open = true;
+  return new ReadableStream<SessionEvent>({
+    async pull(controller) {
+      let emitted = false;
+      const emit = (event: SessionEvent) => {
+        // After the client has gone, the work stops at the next token; drop what is left.
+        if (!open) return;
+        emitted = true;
+        controller.enqueue(event);
+      };
+      const end = () => {
+        if (open) controller.close();
+        open = false;
+      };
+      // A pull must produce at least one event or end the stream: an item whose tokens are all
+      // skipped (a resend of what the session has) produces none, and the reader would wait.
+      while (open && !emitted) {
+        let next: ReadableStreamReadResult<InputItem>;
+        try {
+          next = await reader.read();
+        } catch (err) {
+          // Decoding faults are the client's input; anything else reading the body (a reset
+          // connection) means the client has gone.
+          if (err instanceof InputError) emit(runner.fail(err));
+          else runner.cancel();
+          end();
+          return;
+        }
+        try {
+          if (next.done) {
+            for (const event of await runner.finish()) emit(event);
+            end();
+            return;
+          }
+          await runner.apply(next.value, emit);
+        } catch (err) {
+          emit(runner.fail(err));
+          end();
+          reader.cancel().catch(() => {});
+          return;
+        }
+      }
     },
-    async flush(controller) {
-      for (const event of await runner.finish()) controller.enqueue(event);
+    cancel(reason) {
+      open = false;
+      runner.cancel();
+      return reader.cancel(reason);
     },
-  });
+  }, { highWaterMark: 0 });
 }
 
 /**
@@ -31,7 +80,7 @@ export function stepStream(runner: SessionRunner): TransformStream<InputItem, Se
  * @param type its content type
  * @param maxBytes body size limit
  * @param runner the session
- * @returns the events, ending with `done` (or erroring at the first fault)
+ * @returns the events, ending with `done` or `error`
  */
 export function sessionEvents(
   body: ReadableStream<Uint8Array>,
@@ -39,7 +88,7 @@ export function sessionEvents(
   maxBytes: number,
   runner: SessionRunner,
 ): ReadableStream<SessionEvent> {
-  return decodeBody(body, type, maxBytes).pipeThrough(stepStream(runner));
+  return stepEvents(decodeBody(body, type, maxBytes), runner);
 }
 
 /**
@@ -56,25 +105,20 @@ export async function writeEvent(stream: SSEStreamingApi, event: SessionEvent): 
   });
 }
 
-/** How a stream of events ended. */
-export type StreamEnd = "done" | "error" | "aborted";
-
 /**
  * Sends events to the client as they come, with `:` keep-alive comments while the stream is
- * quiet; on a fault, sends an `error` event (code, message, and the durable seq) and ends.
+ * quiet, until the events end or the client goes away.
  *
  * @param stream Hono's SSE stream
  * @param events the session's events
- * @param runner the session (for the durable seq in error events)
  * @param keepAliveMs quiet time before a keep-alive comment
- * @returns how the stream ended, and the error if there was one
+ * @returns "done" when the events ended, "aborted" when the client left first
  */
 export async function sendEvents(
   stream: SSEStreamingApi,
   events: ReadableStream<SessionEvent>,
-  runner: SessionRunner,
   keepAliveMs: number,
-): Promise<{ end: StreamEnd; error?: unknown }> {
+): Promise<"done" | "aborted"> {
   const reader = events.getReader();
   let last = Date.now();
   const timer = setInterval(() => {
@@ -89,38 +133,15 @@ export async function sendEvents(
   try {
     while (true) {
       const { done, value } = await reader.read();
-      if (done) return { end: stream.aborted ? "aborted" : "done" };
+      if (done) return stream.aborted ? "aborted" : "done";
       await writeEvent(stream, value);
       last = Date.now();
-      if (stream.aborted) return { end: "aborted" };
+      if (stream.aborted) return "aborted";
     }
-  } catch (err) {
-    if (stream.aborted) return { end: "aborted" };
-    await sendError(stream, err, runner);
-    return { end: "error", error: err };
+  } catch {
+    return "aborted";
   } finally {
     clearInterval(timer);
     reader.releaseLock();
   }
-}
-
-/**
- * Sends an `error` event: code, message, and where the session durably stands.
- *
- * @param stream Hono's SSE stream
- * @param err the fault
- * @param runner the session
- */
-export async function sendError(
-  stream: SSEStreamingApi,
-  err: unknown,
-  runner: SessionRunner,
-): Promise<void> {
-  const info = errorInfo(err);
-  if (info.status === 500 && !(err instanceof InputError)) console.error(err);
-  await writeEvent(stream, {
-    event: "error",
-    id: runner.durableSeq,
-    data: { code: info.code, message: info.message, durable_seq: runner.durableSeq },
-  });
 }

@@ -13,6 +13,7 @@ import {
   stateToBytes,
   writeSession,
 } from "../store/sessions.ts";
+import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
@@ -74,7 +75,6 @@ export interface SessionInfo {
   id: string;
   model: string;
   version: number;
-  task: string;
   seq: number;
   durable_seq: number;
   created_at: string;
@@ -97,6 +97,9 @@ export class SessionRunner {
   #skip: number;
   #applied = 0;
   #closed = false;
+  #cancelled = false;
+  #failed = false;
+  #inflight: Promise<void> = Promise.resolve();
 
   /** @internal use {@linkcode SessionManager.open} */
   constructor(
@@ -134,7 +137,6 @@ export class SessionRunner {
       id: this.id,
       model: this.#record.model,
       version: this.#record.version,
-      task: this.loaded.model.meta.task,
       seq: this.#seq,
       durable_seq: this.#durable,
       created_at: this.#record.createdAt,
@@ -143,15 +145,22 @@ export class SessionRunner {
   }
 
   /**
-   * Applies one input item (a text's characters, or one token) and returns its events: a
-   * `step` per applied token, and a `checkpoint` whenever one was written.
+   * Applies one input item (a text's characters, or one token), handing each event to `emit` as
+   * soon as it exists: a `step` per applied token, a `checkpoint` whenever one is written.
+   * Stops early, between tokens, once the request is cancelled.
    *
    * @param item the input
-   * @returns the events, in order
+   * @param emit receives the events, in order
    * @throws {InputError} for a character or token outside the vocabulary, or too many tokens
    * @throws {ConflictError} when another writer changed the session
    */
-  async apply(item: InputItem): Promise<SessionEvent[]> {
+  async apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
+    const work = this.#apply(item, emit);
+    this.#inflight = work.catch(() => {});
+    await work;
+  }
+
+  async #apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
     const vocab = this.loaded.vocab;
     if (vocab === null) {
       throw new InputError("bad_input", "this model reads dense vectors, not text");
@@ -178,8 +187,8 @@ export class SessionRunner {
         ids.push(id);
       }
     }
-    const events: SessionEvent[] = [];
     for (const id of ids) {
+      if (this.#cancelled) return;
       if (this.#skip > 0) {
         // Already applied before: the resend overlaps what the session has.
         this.#skip--;
@@ -191,12 +200,44 @@ export class SessionRunner {
           `a request may apply at most ${this.#deps.limits.maxTokensPerRequest} tokens`,
         );
       }
-      events.push(this.#step(id));
+      emit(this.#step(id));
       if (this.#seq - this.#durable >= this.#deps.limits.checkpointEvery) {
-        events.push(await this.checkpoint());
+        emit(await this.checkpoint());
       }
     }
-    return events;
+  }
+
+  /** Stops the work of this request between tokens (the client went away). */
+  cancel(): void {
+    this.#cancelled = true;
+  }
+
+  /** Resolves when no {@linkcode SessionRunner.apply} is running. */
+  async idle(): Promise<void> {
+    await this.#inflight;
+  }
+
+  /**
+   * The `error` event for a fault, with where the session durably stands; marks the request
+   * failed, so closing it drops what it applied since its last checkpoint.
+   *
+   * @param err the fault
+   * @returns the event
+   */
+  fail(err: unknown): SessionEvent {
+    this.#failed = true;
+    const info = errorInfo(err);
+    if (info.status >= 500) console.error(err);
+    return {
+      event: "error",
+      id: this.#durable,
+      data: { code: info.code, message: info.message, durable_seq: this.#durable },
+    };
+  }
+
+  /** Whether this request ended in an error. */
+  get failed(): boolean {
+    return this.#failed;
   }
 
   #step(id: number): SessionEvent {
@@ -240,14 +281,18 @@ export class SessionRunner {
     }
     const sampler = new Sampler(model.network.config.outputSize);
     const rng = new Rng(seed);
+    // The stepper is shared by every session of this model version and this loop awaits
+    // between tokens: keep this session's next-token scores in a private copy.
     stepper.readout(this.state);
+    const logits = Float32Array.from(stepper.logits);
     let text = "";
     const longest = Math.max(0, ...stop.map((s) => s.length));
     for (let k = 0; k < count; k++) {
       if (aborted()) return "aborted";
-      if (vocab.unkId >= 0) stepper.logits[vocab.unkId] = -Infinity; // never generate <unk>
-      const id = sampler.sample(stepper.logits, options, rng);
+      if (vocab.unkId >= 0) logits[vocab.unkId] = -Infinity; // never generate <unk>
+      const id = sampler.sample(logits, options, rng);
       stepper.advance(this.state, id);
+      logits.set(stepper.logits);
       this.#seq++;
       const token = vocab.tokens[id];
       await emit({ event: "token", id: this.#seq, data: { seq: this.#seq, token } });
@@ -420,8 +465,11 @@ export class SessionManager {
    */
   async close(runner: SessionRunner, keep = true): Promise<void> {
     if (!runner.markClosed()) return;
+    runner.cancel();
     try {
-      if (keep && runner.seq !== runner.durableSeq) await runner.checkpoint();
+      // A chunk may still be in the middle of being applied: let it stop first.
+      await runner.idle();
+      if (keep && !runner.failed && runner.seq !== runner.durableSeq) await runner.checkpoint();
     } finally {
       this.#active.delete(runner.id);
     }
@@ -451,7 +499,10 @@ export class SessionManager {
   async checkpointAll(): Promise<{ written: number; failed: number }> {
     let written = 0, failed = 0;
     for (const r of this.#active.values()) {
-      if (r === "opening" || r.seq === r.durableSeq) continue;
+      if (r === "opening") continue;
+      r.cancel();
+      await r.idle(); // a checkpoint may be under way: let it land first
+      if (r.seq === r.durableSeq) continue;
       try {
         await r.checkpoint();
         written++;
