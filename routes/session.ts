@@ -7,8 +7,11 @@ import { HttpError } from "../src/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, readSession } from "../src/store/sessions.ts";
 import {
+  decodeBody,
+  type InputItem,
   inputTypeOf,
   sendEvents,
+  type SessionEvent,
   sessionEvents,
   type SessionManager,
   writeEvent,
@@ -29,7 +32,21 @@ const GenerateBody = z.object({
   seed: z.number().int().min(0).max(2 ** 32 - 1).default(0),
   stop: z.union([z.string(), z.array(z.string()).max(16)]).optional(),
   model: z.string().optional(),
+  class: z.string().max(64).optional(),
 }).strict();
+
+/** A one-to-one request carries one token: its body is small. */
+const SINGLE_BODY_BYTES = 4096;
+
+/** Every token of a (small) decoded body: a text's characters, and token items as they are. */
+async function collectTokens(items: ReadableStream<InputItem>): Promise<string[]> {
+  const tokens: string[] = [];
+  for await (const item of items) {
+    if ("token" in item) tokens.push(item.token);
+    else tokens.push(...item.text);
+  }
+  return tokens;
+}
 
 /** Seq of the body's first token from `?from=` or `Last-Event-ID` (the last event seen + 1). */
 function firstSeq(from: number | undefined, lastEventId: string | undefined): number | undefined {
@@ -70,6 +87,28 @@ export function sessionRoutes(sessions: SessionManager): Hono {
     const from = firstSeq(query.from, c.req.header("last-event-id"));
     const runner = await sessions.open(id, { model: query.model, from });
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
+    if (runner.loaded.model.meta.task === "single") {
+      // One to one: the whole (small) body is read first, so a wrong use is a plain 400.
+      let events: SessionEvent[];
+      try {
+        const tokens = await collectTokens(decodeBody(body, type, SINGLE_BODY_BYTES));
+        if (tokens.length !== 1) {
+          throw new HttpError(
+            400,
+            "wrong_task",
+            `model ${runner.loaded.name} is one to one: send exactly one token, not ${tokens.length}`,
+          );
+        }
+        events = await runner.single(tokens[0]);
+      } catch (err) {
+        await sessions.close(runner, false);
+        throw err;
+      }
+      await sessions.close(runner);
+      return streamSSE(c, async (stream) => {
+        for (const event of events) await writeEvent(stream, event);
+      });
+    }
     return streamSSE(c, async (stream) => {
       try {
         const end = await sendEvents(
@@ -112,7 +151,32 @@ export function sessionRoutes(sessions: SessionManager): Hono {
           `model ${runner.loaded.name} is a ${task} model: it does not generate`,
         );
       }
-      const stop = typeof opts.stop === "string" ? [opts.stop] : opts.stop ?? [];
+      // One to many: a generator's session starts from the class it is given.
+      const markers = runner.loaded.vocab.markers;
+      let stop = typeof opts.stop === "string" ? [opts.stop] : opts.stop ?? [];
+      try {
+        if (markers.length > 0 && runner.seq === 0) {
+          if (opts.class === undefined) {
+            throw new HttpError(
+              400,
+              "bad_request",
+              `model ${runner.loaded.name} generates from a class: give "class" (${
+                markers.map((m) => m.slice(1, -1)).join(" or ")
+              })`,
+            );
+          }
+          runner.startWithClass(opts.class);
+          if (opts.stop === undefined) stop = ["\n"]; // a name ends with its line
+        } else if (opts.class !== undefined) {
+          if (markers.length === 0) {
+            throw new HttpError(400, "wrong_task", `model ${runner.loaded.name} takes no class`);
+          }
+          runner.startWithClass(opts.class); // throws: the session has started
+        }
+      } catch (err) {
+        await sessions.close(runner, false);
+        throw err;
+      }
       return streamSSE(c, async (stream) => {
         try {
           const reason = await runner.generate(

@@ -95,8 +95,8 @@ Deno.test("CharVocab refuses duplicate tokens, naming the token and both ids", (
   assert.throws(() => new CharVocab([UNK, "x", UNK]), RangeError);
 });
 
-Deno.test("CharVocab refuses tokens that are not one character or <unk>", () => {
-  for (const bad of ["ab", "", "<pad>", "e\u0301"]) {
+Deno.test("CharVocab refuses tokens that are not one character or a special token", () => {
+  for (const bad of ["ab", "", "<Pad>", "<>", "<a b>", "e\u0301"]) {
     assert.throws(
       () => new CharVocab([UNK, "a", bad]),
       (err: unknown) =>
@@ -105,6 +105,16 @@ Deno.test("CharVocab refuses tokens that are not one character or <unk>", () => 
       `token ${JSON.stringify(bad)}`,
     );
   }
+});
+
+Deno.test("CharVocab holds special tokens that text never encodes to", () => {
+  const vocab = new CharVocab([UNK, "<female>", "<male>", "a", "<"]);
+  assert.deepEqual(vocab.markers, ["<female>", "<male>"]);
+  assert.equal(vocab.tokenId("<male>"), 2);
+  assert.equal(vocab.tokenId("z"), -1);
+  // "<male>" typed as text is six characters, not the marker.
+  assert.deepEqual([...vocab.encode("<male>")], [4, 0, 3, 0, 0, 0]);
+  assert.equal(vocab.decode([1, 3]), "<female>a");
 });
 
 Deno.test("CharVocab decode() refuses an id outside the vocabulary", () => {

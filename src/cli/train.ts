@@ -13,11 +13,19 @@ export const DEFAULT_TIME = "5m";
 
 const HELP = `Usage: deno task train [options]
 
-Trains a character language model with truncated backpropagation through time, shows progress,
+Trains a recurrent network (by default a character language model, with truncated
+backpropagation through time), shows progress,
 evaluates on the held-out end of the text, prints a sample and publishes the model to Deno KV
 as a new version. With no options: a GRU on Moby-Dick for ${DEFAULT_TIME}, published as "moby".
 
-Data
+Data and shape
+  --task lm|classify|generate|single                                    (default ${D.task})
+                         lm: many to many, the next character after each character (TBPTT);
+                         classify: many to one, a name's gender from its characters;
+                         generate: one to many, a name from a class (<female> or <male>);
+                         single: one to one, a gender from one character (the name's last).
+                         The last three train on --corpus names.
+  --judge FILE           generate: a classify model that judges the generated names
   --corpus NAME|FILE     moby-dick, names, or a UTF-8 text file        (default ${D.corpus})
   --val-fraction F       share of the text held out at its end          (default ${D.valFraction})
 Model
@@ -122,6 +130,8 @@ async function main(rawArgs: string[]): Promise<number> {
     strict: true,
     options: {
       corpus: { type: "string" },
+      task: { type: "string" },
+      judge: { type: "string" },
       "val-fraction": { type: "string" },
       cell: { type: "string" },
       nonlinearity: { type: "string" },
@@ -170,7 +180,8 @@ async function main(rawArgs: string[]): Promise<number> {
   const lr = num("lr", values.lr, D.lr);
   const config: TrainConfig = {
     corpus: values.corpus ?? D.corpus,
-    task: "lm",
+    task: (values.task ?? D.task) as TrainConfig["task"],
+    judge: values.judge ?? null,
     cell: (values.cell ?? D.cell) as TrainConfig["cell"],
     nonlinearity: (values.nonlinearity ?? D.nonlinearity) as TrainConfig["nonlinearity"],
     layers: num("layers", values.layers, D.layers),
@@ -198,10 +209,11 @@ async function main(rawArgs: string[]): Promise<number> {
     temperature: num("temperature", values.temperature, D.temperature),
   };
   const keep = num("keep", values.keep, 3);
+  // Default names: moby, names (lm), names-classify, names-generate, names-single, or the file's.
   const defaultName = config.corpus === "moby-dick"
     ? "moby"
     : config.corpus === "names"
-    ? "names"
+    ? (config.task === "lm" ? "names" : `names-${config.task}`)
     : (config.corpus.split(/[\\/]/).pop()!.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]/g, "-")
       .slice(0, 64) ||
       "corpus");
@@ -243,13 +255,20 @@ async function main(rawArgs: string[]): Promise<number> {
     if (result.interrupted) return 130;
     const m = result.metrics;
     console.log(result.sample);
+    const lm = result.config.task === "lm" || result.config.task === "generate";
+    const accuracy = m.val_accuracy === undefined
+      ? ""
+      : `, accuracy ${(100 * m.val_accuracy).toFixed(1)} %`;
     progress.log(
-      `done: ${m.steps} updates, ${m.tokens} characters (${m.epochs.toFixed(2)} epochs) in ${
-        m.elapsed_s.toFixed(0)
-      } s, ` +
-        `${m.tokens_per_s.toFixed(0)} chars/s; validation loss ${
-          m.val_loss.toFixed(4)
-        } nats/char on ${m.val_tokens} held-out characters`,
+      `done: ${m.steps} updates, ${m.tokens} ${lm ? "characters" : "names"} (${
+        m.epochs.toFixed(2)
+      } epochs) ` +
+        `in ${m.elapsed_s.toFixed(0)} s, ${m.tokens_per_s.toFixed(0)} ${
+          lm ? "chars" : "names"
+        }/s; ` +
+        `validation loss ${m.val_loss.toFixed(4)} nats/${
+          lm ? "char" : "name"
+        }${accuracy} on ${m.val_tokens} held-out ${lm ? "characters" : "names"}`,
     );
     progress.log(
       `metrics: ${runDir}/${RUN_FILES.metrics}, loss curve: ${runDir}/${RUN_FILES.plot}`,

@@ -167,7 +167,7 @@ export class SessionRunner {
     }
     const ids: number[] = [];
     if ("token" in item) {
-      const id = vocab.tokens.indexOf(item.token);
+      const id = vocab.tokenId(item.token);
       if (id < 0) {
         throw new InputError(
           "bad_input",
@@ -338,7 +338,79 @@ export class SessionRunner {
     const cp = await this.checkpoint();
     const data: Record<string, unknown> = { seq: this.#seq, durable_seq: this.#durable };
     if (reason !== undefined) data.finish_reason = reason;
-    return [cp, { event: "done", id: this.#seq, data }];
+    const done: SessionEvent = { event: "done", id: this.#seq, data };
+    // A classifier's answer for the sequence so far (many to one, one to one).
+    return this.loaded.model.meta.labels === null ? [cp, done] : [this.result(), cp, done];
+  }
+
+  /**
+   * A classifier's `result` event: the class probabilities of the state as it stands.
+   *
+   * @returns the event
+   */
+  result(): SessionEvent {
+    const labels = this.loaded.model.meta.labels ?? [];
+    const probs = this.loaded.stepper.readout(this.state);
+    let best = 0;
+    for (let k = 1; k < labels.length; k++) if (probs[k] > probs[best]) best = k;
+    const out: Record<string, number> = {};
+    labels.forEach((n, k) => out[n] = probs[k]);
+    return {
+      event: "result",
+      id: this.#seq,
+      data: { seq: this.#seq, label: labels[best], probs: out },
+    };
+  }
+
+  /**
+   * One to one: the model reads exactly one token, from a zero state (no recurrence), and the
+   * answer is a `result` event.
+   *
+   * @param token the input token (a character or a special token)
+   * @returns result, checkpoint and done
+   * @throws {InputError} for a token outside the vocabulary
+   */
+  async single(token: string): Promise<SessionEvent[]> {
+    const vocab = this.loaded.vocab!;
+    const id = [...token].length === 1 ? vocab.id(token) : vocab.tokenId(token);
+    if (id < 0) {
+      throw new InputError("bad_input", `token ${JSON.stringify(token)} is not in the vocabulary`);
+    }
+    this.state.fill(0);
+    this.loaded.stepper.advance(this.state, id);
+    this.#seq++;
+    return await this.finish();
+  }
+
+  /**
+   * Starts a one-to-many session: applies the class marker as its first token.
+   *
+   * @param label the class, e.g. "female" (or "<female>")
+   * @throws {InputError} when the model has no such class
+   * @throws {ConflictError} when the session has started already
+   */
+  startWithClass(label: string): void {
+    const vocab = this.loaded.vocab!;
+    const marker = label.startsWith("<") ? label : `<${label}>`;
+    if (!vocab.markers.includes(marker)) {
+      throw new InputError(
+        "bad_input",
+        `class ${JSON.stringify(label)} is not one of ${
+          vocab.markers.map((m) => m.slice(1, -1)).join(", ")
+        }`,
+      );
+    }
+    if (this.#seq !== 0) {
+      throw new ConflictError(
+        `session ${this.id} has started already; a class is given on its first request`,
+      );
+    }
+    this.loaded.stepper.advance(this.state, vocab.tokenId(marker));
+    this.#seq++;
+    this.#record = {
+      ...this.#record,
+      context: { ...this.#record.context, class: marker.slice(1, -1) },
+    };
   }
 
   /** @internal */

@@ -4,8 +4,16 @@
 export const UNK = "<unk>";
 
 /**
+ * A token that no text spells: `<unk>`, or a marker such as `<female>` that a model takes as
+ * an input of its own (the class a generator is asked for). Text never encodes to one; a
+ * client sends it as `{"token": "<female>"}`.
+ */
+export const SPECIAL_TOKEN = /^<[a-z][a-z0-9_-]{0,30}>$/;
+
+/**
  * Maps text to token ids one Unicode code point at a time, and back. A character outside the
  * vocabulary becomes {@linkcode UNK} when the vocabulary has it, and is an error otherwise.
+ * Besides single characters a vocabulary may hold special tokens ({@linkcode SPECIAL_TOKEN}).
  *
  * @example
  * ```ts
@@ -31,9 +39,11 @@ export class CharVocab {
     this.tokens = [...tokens];
     this.#ids = new Map();
     tokens.forEach((tok, id) => {
-      if (typeof tok !== "string" || (tok !== UNK && [...tok].length !== 1)) {
+      if (typeof tok !== "string" || (!SPECIAL_TOKEN.test(tok) && [...tok].length !== 1)) {
         throw new RangeError(
-          `vocabulary entry ${id} (${JSON.stringify(tok)}) is not one character or ${UNK}`,
+          `vocabulary entry ${id} (${
+            JSON.stringify(tok)
+          }) is not one character or a special token like ${UNK}`,
         );
       }
       if (this.#ids.has(tok)) {
@@ -61,6 +71,22 @@ export class CharVocab {
   /** Number of tokens V. */
   get size(): number {
     return this.tokens.length;
+  }
+
+  /**
+   * The id of a token (a character or a special token), or -1 when it is not in the vocabulary
+   * (no fallback to {@linkcode UNK}).
+   *
+   * @param token the token
+   * @returns its id or -1
+   */
+  tokenId(token: string): number {
+    return this.#ids.get(token) ?? -1;
+  }
+
+  /** The special tokens other than {@linkcode UNK}, e.g. the classes a generator takes. */
+  get markers(): string[] {
+    return this.tokens.filter((t) => t !== UNK && SPECIAL_TOKEN.test(t));
   }
 
   /**

@@ -1,21 +1,30 @@
 // A whole training run: corpus -> vocabulary -> TBPTT updates under a budget, periodic
 // evaluation, checkpoints, a JSON-lines metrics log and a loss-curve picture, a final sample.
-import { type Model, readModelFile } from "../format/mod.ts";
-import { Rng } from "../math/mod.ts";
+import { type Model, readModelFile, type Task, TASKS } from "../format/mod.ts";
+import { NO_TARGET, Rng } from "../math/mod.ts";
 import { type CellKind, Network, Sampler, Stepper } from "../nn/mod.ts";
-import { CharVocab, loadCorpus } from "../text/mod.ts";
+import { GENDERS, type LabelledName, namesDataset } from "../text/names.ts";
+import { evaluateSequences, type Sequence, SequenceTrainer } from "./sequences.ts";
+import { CharVocab, loadCorpus, UNK } from "../text/mod.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { downsample, renderLossPlot } from "./loss_plot.ts";
 import { createOptimizer, learningRate, type OptimizerKind, type Schedule } from "./optimizers.ts";
 import type { ProgressReporter } from "./progress.ts";
-import { evaluateLoss, TbpttTrainer } from "./tbptt.ts";
+import { evaluateLoss, type StepResult, type TbpttPosition, TbpttTrainer } from "./tbptt.ts";
 
 /** Every setting of a run; the train CLI's flags map onto these one to one. */
 export interface TrainConfig {
   /** `moby-dick`, `names`, or the path of a UTF-8 text file. */
   corpus: string;
-  /** The model's shape; the character language model ("lm") is the many-to-many case. */
-  task: "lm";
+  /**
+   * The shape (DESIGN.md): "lm" many to many (next character per input character, TBPTT over
+   * the corpus); "classify" many to one (a name's gender from its characters); "generate" one
+   * to many (a name from a class); "single" one to one (a gender from one character, the
+   * name's last). The last three train on the names lists.
+   */
+  task: Task;
+  /** For --task generate: a classify model that judges the generated names (optional). */
+  judge: string | null;
   cell: CellKind;
   /** The Elman cell's f (rnn only). */
   nonlinearity: "tanh" | "relu";
@@ -65,6 +74,7 @@ export interface TrainConfig {
 export const TRAIN_DEFAULTS: TrainConfig = {
   corpus: "moby-dick",
   task: "lm",
+  judge: null,
   cell: "gru",
   nonlinearity: "tanh",
   layers: 1,
@@ -131,6 +141,8 @@ export interface RunMetrics {
   /** Mean cross-entropy on the whole held-out split, nats per character. */
   val_loss: number;
   val_tokens: number;
+  /** Share of held-out names classified right (classify, single). */
+  val_accuracy?: number;
   curve: { train: [number, number][]; val: [number, number][] };
 }
 
@@ -178,6 +190,15 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   int("seed", c.seed, 0);
   if (!Number.isInteger(c.k2) || c.k2 < c.k1) {
     throw new RangeError(`k2 must be an integer ≥ k1 = ${c.k1}, not ${c.k2}`);
+  }
+  if (!TASKS.includes(c.task)) {
+    throw new RangeError(`task must be one of ${TASKS.join(", ")}, not ${c.task}`);
+  }
+  if (c.task !== "lm" && c.corpus !== "names") {
+    throw new RangeError(`--task ${c.task} trains on the names lists: use --corpus names`);
+  }
+  if (c.task !== "lm" && c.init !== null) {
+    throw new RangeError(`--init fine-tunes language models; --task ${c.task} starts afresh`);
   }
   if (!["rnn", "gru", "lstm"].includes(c.cell)) {
     throw new RangeError(`cell must be rnn, gru or lstm, not ${c.cell}`);
@@ -308,58 +329,37 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   }
   validateTrainConfig(config);
   const corpus = await loadCorpus(config.corpus);
-
-  // The vocabulary: the checkpoint's, the initial model's, or every character of the corpus.
-  let network: Network;
-  let vocab: CharVocab;
-  if (ckpt !== null) {
-    vocab = new CharVocab(ckpt.vocabulary);
-    network = new Network(ckpt.network, Float32Array.from(ckpt.params));
-  } else if (config.init !== null) {
-    const init = await readModelFile(config.init).catch((err) => {
-      throw new Error(`--init ${config.init}: ${(err as Error).message}`);
-    });
-    if (init.meta.task !== "lm" || init.network.config.input !== "embedding") {
-      throw new RangeError(
-        `--init ${config.init} is a ${init.meta.task} model; a language model is needed`,
-      );
-    }
-    vocab = new CharVocab(init.meta.vocabulary!);
-    network = init.network;
-    const c = network.config;
-    Object.assign(config, {
-      cell: c.cell,
-      nonlinearity: c.nonlinearity,
-      layers: c.layers,
-      hidden: c.hiddenSize,
-      embed: c.inputSize,
-    });
-  } else {
-    vocab = CharVocab.fromText(corpus.text);
-    network = Network.create({
-      cell: config.cell,
-      nonlinearity: config.nonlinearity,
-      input: "embedding",
-      vocabSize: vocab.size,
-      inputSize: config.embed,
-      hiddenSize: config.hidden,
-      layers: config.layers,
-      outputSize: vocab.size,
-    }, config.seed);
-  }
-  const ids = vocab.encode(corpus.text);
-  const nTrain = Math.floor(ids.length * (1 - config.valFraction));
-  const train = ids.subarray(0, nTrain);
-  const val = ids.subarray(nTrain);
-
+  const setup = config.task === "lm"
+    ? await setupLm(config, corpus.text, ckpt)
+    : setupNames(config, ckpt);
+  const { network, vocab } = setup;
   const optimizer = createOptimizer(config.optimizer, network.params.length, {
     momentum: config.momentum,
   });
-  const trainer = new TbpttTrainer(network, train, {
-    k1: config.k1,
-    k2: config.k2,
-    batch: config.batch,
-  }, optimizer);
+  const trainer: Trainer = setup.kind === "lm"
+    ? new TbpttTrainer(
+      network,
+      setup.train,
+      { k1: config.k1, k2: config.k2, batch: config.batch },
+      optimizer,
+    )
+    : new SequenceTrainer(network, setup.train, config.batch, optimizer, config.seed);
+  /** Held-out loss (and accuracy for classifiers); `full` uses the whole held-out split. */
+  const evaluate = (full: boolean): EvalResult => {
+    if (setup.kind === "lm") {
+      const data = full
+        ? setup.val
+        : setup.val.subarray(0, Math.min(setup.val.length, config.evalChars));
+      const r = evaluateLoss(network, data, config.batch, config.k1);
+      return { loss: r.loss, accuracy: null, tokens: r.tokens };
+    }
+    const r = evaluateSequences(network, setup.val, config.batch);
+    return {
+      loss: r.loss,
+      accuracy: config.task === "generate" ? null : r.accuracy,
+      tokens: r.count,
+    };
+  };
   const rng = new Rng(config.seed);
   let step = 0, tokens = 0, elapsedMs = 0;
   let lines: MetricsLine[] = [];
@@ -377,8 +377,7 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     );
   } else {
     io.log(
-      `training a ${config.layers}-layer ${config.cell} (H=${config.hidden}, ${network.params.length} parameters) on ${corpus.name}: ` +
-        `${train.length} training and ${val.length} held-out characters, vocabulary ${vocab.size}`,
+      `training a ${config.layers}-layer ${config.cell} (H=${config.hidden}, ${network.params.length} parameters) on ${corpus.name}: ${setup.describe}`,
     );
   }
   await Deno.writeTextFile(metricsPath, lines.map((l) => JSON.stringify(l) + "\n").join(""));
@@ -403,7 +402,6 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     lines.push(line);
     await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
   };
-  const evalSlice = val.subarray(0, Math.min(val.length, config.evalChars));
   const budgetFraction = () =>
     Math.max(
       config.steps !== null ? step / config.steps : 0,
@@ -453,14 +451,16 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
       lossSum = normSum = count = 0;
     }
     if (step % config.evalEvery === 0) {
-      lastVal = evaluateLoss(network, evalSlice, config.batch, config.k1).loss;
-      await append({ step, tokens, val_loss: lastVal });
+      const ev = evaluate(false);
+      lastVal = ev.loss;
+      await append({
+        step,
+        tokens,
+        val_loss: ev.loss,
+        ...(ev.accuracy === null ? {} : { val_accuracy: ev.accuracy }),
+      });
       await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
-      io.log(
-        `step ${step}: validation loss ${
-          lastVal.toFixed(4)
-        } nats/char on ${evalSlice.length} held-out characters`,
-      );
+      io.log(`step ${step}: ${describeEval(ev, config.task)}`);
     }
     if (step % config.checkpointEvery === 0) await save();
     const frac = budgetFraction();
@@ -486,16 +486,55 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   io.progress?.done();
   if (interrupted) io.log(`stopped at step ${step}; checkpoint saved: continue with --resume`);
 
-  const meta = { task: config.task, vocabulary: [...vocab.tokens], labels: null, extra: {} };
+  const meta = {
+    task: config.task,
+    vocabulary: [...vocab.tokens],
+    labels: setup.labels,
+    extra: {},
+  };
   const model: Model = { network, meta };
-  const final = evaluateLoss(network, val, config.batch, config.k1);
+  const final = evaluate(true);
   // The last periodic evaluation may already be this step's; log each step's loss once.
   const logged = lines.at(-1);
   if (!interrupted && !(logged?.step === step && logged.val_loss !== undefined)) {
-    await append({ step, tokens, val_loss: final.loss });
+    await append({
+      step,
+      tokens,
+      val_loss: final.loss,
+      ...(final.accuracy === null ? {} : { val_accuracy: final.accuracy }),
+    });
   }
   await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
   const { train: trainCurve, val: valCurve } = curves(lines);
+  let sample = "";
+  const extraMetrics: Record<string, number> = {};
+  if (setup.kind === "lm") {
+    if (config.sampleChars > 0) {
+      sample = sampleText(
+        model,
+        sampleFirst(corpus.text, config.valFraction),
+        config.sampleChars,
+        config.temperature,
+        config.seed,
+      );
+    }
+  } else if (config.task === "generate") {
+    const judge = config.judge === null ? null : await readModelFile(config.judge).catch((err) => {
+      throw new Error(`--judge ${config.judge}: ${(err as Error).message}`);
+    });
+    const report = generationReport(
+      model,
+      judge,
+      setup.known,
+      200,
+      config.temperature,
+      config.seed,
+    );
+    sample = report.text;
+    Object.assign(extraMetrics, report.metrics);
+  } else {
+    sample = classificationExamples(model, EXAMPLE_NAMES, config.task);
+  }
   const metrics: RunMetrics = {
     steps: step,
     tokens,
@@ -505,22 +544,280 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     train_loss: trainCurve.at(-1)?.[1] ?? NaN,
     val_loss: final.loss,
     val_tokens: final.tokens,
+    ...(final.accuracy === null ? {} : { val_accuracy: final.accuracy }),
+    ...extraMetrics,
     curve: { train: downsample(trainCurve, 100), val: downsample(valCurve, 50) },
   };
   // Only what the same seed and flags reproduce goes into the file, so exports are
   // byte-identical; timings stay in the log and the published manifest.
   const { elapsed_s: _e, tokens_per_s: _r, curve: _c, ...reproducible } = metrics;
   model.meta.extra = { training: JSON.stringify(config), metrics: JSON.stringify(reproducible) };
-  const sample = config.sampleChars > 0
-    ? sampleText(
-      model,
-      sampleFirst(corpus.text, config.valFraction),
-      config.sampleChars,
-      config.temperature,
-      config.seed,
-    )
-    : "";
   return { model, config, metrics, sample, interrupted };
+}
+
+/** What a trainer of any shape offers the run loop. */
+interface Trainer {
+  step(lr: number, clip: number): StepResult;
+  readonly position: TbpttPosition;
+  restore(pos: TbpttPosition): void;
+  readonly segment: number;
+}
+
+/** A held-out evaluation. */
+interface EvalResult {
+  loss: number;
+  accuracy: number | null;
+  tokens: number;
+}
+
+function describeEval(ev: EvalResult, task: Task): string {
+  const unit = task === "lm" || task === "generate" ? "nats/char" : "nats/name";
+  const acc = ev.accuracy === null ? "" : `, accuracy ${(100 * ev.accuracy).toFixed(1)} %`;
+  return `validation loss ${ev.loss.toFixed(4)} ${unit}${acc} on ${ev.tokens} held-out targets`;
+}
+
+type Setup =
+  | {
+    kind: "lm";
+    network: Network;
+    vocab: CharVocab;
+    labels: null;
+    train: Int32Array;
+    val: Int32Array;
+    describe: string;
+  }
+  | {
+    kind: "sequences";
+    network: Network;
+    vocab: CharVocab;
+    labels: string[] | null;
+    train: Sequence[];
+    val: Sequence[];
+    known: Set<string>;
+    describe: string;
+  };
+
+/** The character language model: vocabulary, network and the split text. */
+async function setupLm(config: TrainConfig, text: string, ckpt: Checkpoint | null): Promise<Setup> {
+  let network: Network;
+  let vocab: CharVocab;
+  if (ckpt !== null) {
+    vocab = new CharVocab(ckpt.vocabulary);
+    network = new Network(ckpt.network, Float32Array.from(ckpt.params));
+  } else if (config.init !== null) {
+    const init = await readModelFile(config.init).catch((err) => {
+      throw new Error(`--init ${config.init}: ${(err as Error).message}`);
+    });
+    if (init.meta.task !== "lm" || init.network.config.input !== "embedding") {
+      throw new RangeError(
+        `--init ${config.init} is a ${init.meta.task} model; a language model is needed`,
+      );
+    }
+    vocab = new CharVocab(init.meta.vocabulary!);
+    network = init.network;
+    const c = network.config;
+    Object.assign(config, {
+      cell: c.cell,
+      nonlinearity: c.nonlinearity,
+      layers: c.layers,
+      hidden: c.hiddenSize,
+      embed: c.inputSize,
+    });
+  } else {
+    vocab = CharVocab.fromText(text);
+    network = newNetwork(config, vocab.size, vocab.size);
+  }
+  const ids = vocab.encode(text);
+  const nTrain = Math.floor(ids.length * (1 - config.valFraction));
+  const train = ids.subarray(0, nTrain);
+  const val = ids.subarray(nTrain);
+  return {
+    kind: "lm",
+    network,
+    vocab,
+    labels: null,
+    train,
+    val,
+    describe:
+      `${train.length} training and ${val.length} held-out characters, vocabulary ${vocab.size}`,
+  };
+}
+
+function newNetwork(config: TrainConfig, vocabSize: number, outputSize: number): Network {
+  return Network.create({
+    cell: config.cell,
+    nonlinearity: config.nonlinearity,
+    input: "embedding",
+    vocabSize,
+    inputSize: config.embed,
+    hiddenSize: config.hidden,
+    layers: config.layers,
+    outputSize,
+  }, config.seed);
+}
+
+/** The end of a generated name. */
+const END = "\n";
+
+/** Names to show a classifier's answers on at the end of a run. */
+const EXAMPLE_NAMES = ["Anna", "Robert", "Emily", "Oscar", "Jade", "Lukas", "Sasha", "Noor"];
+
+/** The names tasks: many to one, one to many, one to one. */
+function setupNames(config: TrainConfig, ckpt: Checkpoint | null): Setup {
+  const data = namesDataset(config.seed, config.valFraction);
+  const chars = [...new Set([...data.known].join(""))].sort((a, b) =>
+    a.codePointAt(0)! - b.codePointAt(0)!
+  );
+  const markers = GENDERS.map((g) => `<${g}>`);
+  const tokens = config.task === "generate" ? [UNK, ...markers, END, ...chars] : [UNK, ...chars];
+  const vocab = ckpt !== null ? new CharVocab(ckpt.vocabulary) : new CharVocab(tokens);
+  const toSequence = (n: LabelledName): Sequence => {
+    const ids = vocab.encode(n.name);
+    if (config.task === "classify") {
+      const targets = new Int32Array(ids.length).fill(NO_TARGET);
+      targets[ids.length - 1] = n.label; // many to one: the loss is at the last character only
+      return { inputs: ids, targets };
+    }
+    if (config.task === "single") {
+      return { inputs: ids.subarray(ids.length - 1), targets: new Int32Array([n.label]) };
+    }
+    // one to many: the class token, then the name; each step predicts the next character
+    const inputs = new Int32Array([vocab.tokenId(markers[n.label]), ...ids]);
+    const targets = new Int32Array([...ids, vocab.tokenId(END)]);
+    return { inputs, targets };
+  };
+  const outputs = config.task === "generate" ? vocab.size : GENDERS.length;
+  const network = ckpt !== null
+    ? new Network(ckpt.network, Float32Array.from(ckpt.params))
+    : newNetwork(config, vocab.size, outputs);
+  return {
+    kind: "sequences",
+    network,
+    vocab,
+    labels: config.task === "generate" ? null : [...GENDERS],
+    train: data.train.map(toSequence),
+    val: data.test.map(toSequence),
+    known: data.known,
+    describe: `${data.train.length} training and ${data.test.length} held-out names ` +
+      `(${data.ambiguous.length} names on both lists left out), vocabulary ${vocab.size}`,
+  };
+}
+
+/**
+ * Classifies a few names and shows the answers, one per line.
+ *
+ * @param model a classify or single model
+ * @param names the names
+ * @param task classify (the whole name) or single (its last character)
+ * @returns lines like `Anna: female 0.97`
+ */
+export function classificationExamples(model: Model, names: string[], task: Task): string {
+  const vocab = new CharVocab(model.meta.vocabulary!);
+  const stepper = new Stepper(model.network);
+  return names.map((name) => {
+    const state = stepper.newState();
+    const ids = vocab.encode(task === "single" ? name.slice(-1) : name);
+    let probs = stepper.readout(state);
+    for (const id of ids) probs = stepper.step(state, id);
+    const best = probs[0] >= probs[1] ? 0 : 1;
+    return `${name}: ${model.meta.labels![best]} ${probs[best].toFixed(2)}`;
+  }).join("\n");
+}
+
+/**
+ * Generates names for each class and measures them: the share that are new (in neither list)
+ * and, given a classifier, the share it assigns to the class asked for.
+ *
+ * @param model a generate model (its vocabulary has one marker token per class)
+ * @param judge a classify model, or null
+ * @param known every name of both lists
+ * @param perClass names generated per class
+ * @param temperature sampling temperature
+ * @param seed random seed
+ * @returns a printable summary with examples, and the metrics
+ */
+export function generationReport(
+  model: Model,
+  judge: Model | null,
+  known: Set<string>,
+  perClass: number,
+  temperature: number,
+  seed: number,
+): { text: string; metrics: Record<string, number> } {
+  const vocab = new CharVocab(model.meta.vocabulary!);
+  const markers = vocab.markers;
+  const lines: string[] = [];
+  const metrics: Record<string, number> = {};
+  let newTotal = 0, agreeTotal = 0, total = 0;
+  markers.forEach((marker, k) => {
+    const names = generateNames(model, marker, perClass, temperature, seed + k);
+    const fresh = names.filter((n) => n.length > 0 && !known.has(n)).length;
+    let agree = NaN;
+    if (judge !== null) {
+      const label = marker.slice(1, -1);
+      const answers = classificationExamples(judge, names.filter((n) => n.length > 0), "classify")
+        .split("\n");
+      agree = answers.filter((a) => a.split(": ")[1]?.startsWith(label + " ")).length /
+        names.length;
+      agreeTotal += agree * names.length;
+    }
+    newTotal += fresh;
+    total += names.length;
+    const tag = marker.slice(1, -1);
+    metrics[`new_share_${tag}`] = fresh / names.length;
+    if (judge !== null) metrics[`judge_agrees_${tag}`] = agree;
+    lines.push(
+      `${tag}: ${names.slice(0, 10).join(", ")}, ... — ${
+        (100 * fresh / names.length).toFixed(0)
+      } % new` +
+        (judge === null ? "" : `, ${(100 * agree).toFixed(0)} % judged ${tag}`),
+    );
+  });
+  metrics.new_share = newTotal / total;
+  if (judge !== null) metrics.judge_agrees = agreeTotal / total;
+  return { text: lines.join("\n"), metrics };
+}
+
+/**
+ * Samples names from a generate model: the class marker first, then characters until the end
+ * of the name (a newline) or 20 characters.
+ *
+ * @param model a generate model
+ * @param marker the class token, e.g. `<female>`
+ * @param count names to generate
+ * @param temperature sampling temperature
+ * @param seed random seed
+ * @returns the names
+ */
+export function generateNames(
+  model: Model,
+  marker: string,
+  count: number,
+  temperature: number,
+  seed: number,
+): string[] {
+  const vocab = new CharVocab(model.meta.vocabulary!);
+  const stepper = new Stepper(model.network);
+  const sampler = new Sampler(model.network.config.outputSize);
+  const rng = new Rng(seed);
+  const end = vocab.tokenId(END);
+  const names: string[] = [];
+  for (let k = 0; k < count; k++) {
+    const state = stepper.newState();
+    stepper.advance(state, vocab.tokenId(marker));
+    let name = "";
+    for (let c = 0; c < 20; c++) {
+      for (const special of [vocab.unkId, ...vocab.markers.map((m) => vocab.tokenId(m))]) {
+        if (special >= 0) stepper.logits[special] = -Infinity;
+      }
+      const id = sampler.sample(stepper.logits, { temperature }, rng);
+      if (id === end) break;
+      name += vocab.tokens[id];
+      stepper.advance(state, id);
+    }
+    names.push(name);
+  }
+  return names;
 }
 
 /** A prompt for the final sample: the first word of the first full line of the held-out text. */
