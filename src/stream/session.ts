@@ -285,11 +285,14 @@ export class SessionRunner {
     // between tokens: keep this session's next-token scores in a private copy.
     stepper.readout(this.state);
     const logits = Float32Array.from(stepper.logits);
+    const markerIds = vocab.markers.map((m) => vocab.tokenId(m));
     let text = "";
     const longest = Math.max(0, ...stop.map((s) => s.length));
     for (let k = 0; k < count; k++) {
       if (aborted()) return "aborted";
-      if (vocab.unkId >= 0) logits[vocab.unkId] = -Infinity; // never generate <unk>
+      // Never generate <unk> or a class marker: they are inputs, not text.
+      if (vocab.unkId >= 0) logits[vocab.unkId] = -Infinity;
+      for (const m of markerIds) logits[m] = -Infinity;
       const id = sampler.sample(logits, options, rng);
       stepper.advance(this.state, id);
       logits.set(stepper.logits);
@@ -375,6 +378,11 @@ export class SessionRunner {
     const id = [...token].length === 1 ? vocab.id(token) : vocab.tokenId(token);
     if (id < 0) {
       throw new InputError("bad_input", `token ${JSON.stringify(token)} is not in the vocabulary`);
+    }
+    if (this.#skip > 0) {
+      // A resend of the token this session already answered: answer again, apply nothing.
+      this.#skip--;
+      return await this.finish();
     }
     this.state.fill(0);
     this.loaded.stepper.advance(this.state, id);
