@@ -4,7 +4,7 @@
 // seq ≤ durable seq + 1 and tokens at or below the session's seq are skipped, never re-applied.
 import { Rng } from "../math/mod.ts";
 import { Sampler, type SamplingOptions } from "../nn/mod.ts";
-import { ConflictError, NotFoundError } from "../store/errors.ts";
+import { ConflictError, NotFoundError, TooLargeError } from "../store/errors.ts";
 import type { LoadedModel, ModelCache } from "../store/model_cache.ts";
 import {
   bytesToState,
@@ -33,6 +33,9 @@ export interface Limits {
   /** Outputs listed in a step event. @default 5 */
   topK: number;
 }
+
+/** The largest hidden state a session keeps (a KV value is at most 64 KiB, record included). */
+export const MAX_STATE_BYTES = 60_000;
 
 /** The default limits. */
 export const DEFAULT_LIMITS: Limits = {
@@ -511,6 +514,14 @@ export class SessionManager {
       }
     } else {
       loaded = await models.load(options.model ?? this.deps.defaultModel);
+      // A session's state is one KV value (at most 64 KiB with the rest of the record).
+      if (loaded.model.network.stateSize * 4 > MAX_STATE_BYTES) {
+        throw new TooLargeError(
+          `model ${loaded.name} has ${
+            loaded.model.network.stateSize * 4
+          } bytes of state; a session stores at most ${MAX_STATE_BYTES}`,
+        );
+      }
       const now = clock().toISOString();
       record = {
         model: loaded.name,
