@@ -1,0 +1,347 @@
+// L layers, H hidden, G gates, I input to layer 0, V vocabulary, O outputs, S state parts,
+// P = 16 rows per weight panel (see `pack` in step.wat). Offsets into wasm memory are in bytes.
+// The inference step of src/nn/stepper.ts on WebAssembly SIMD kernels (step.wat): the network's
+// weights are copied into one wasm memory at construction, packed for the kernel, and a step
+// makes a handful of wasm calls and two copies of the state, allocating nothing.
+import { type FloatArray, matmulABt } from "../mod.ts";
+import { gatesOf } from "../../nn/config.ts";
+import type { Network } from "../../nn/network.ts";
+
+/** The functions step.wat exports; every pointer is a byte offset into the shared memory. */
+export interface StepKernels {
+  /** `y = W x + b`, W row-major (M, K). */
+  matvec(y: number, w: number, x: number, b: number, m: number, k: number): void;
+  /** Lays W (M, K) out in panels of 16 rows for `matvec_packed`. */
+  pack(dst: number, src: number, m: number, k: number): void;
+  /** `y = W x + b` with W packed; b and y padded to a multiple of 16 floats. */
+  matvec_packed(y: number, w: number, x: number, b: number, m: number, k: number): void;
+  /** `h = tanh(gi + gh)` (H). */
+  rnn_tanh(h: number, gi: number, gh: number, n: number): void;
+  /** `h = relu(gi + gh)` (H). */
+  rnn_relu(h: number, gi: number, gh: number, n: number): void;
+  /** The GRU update of h (H) from gi, gh (3H). */
+  gru(h: number, gi: number, gh: number, n: number): void;
+  /** The LSTM update of h and c (H) from gi, gh (4H). */
+  lstm(h: number, c: number, gi: number, gh: number, n: number): void;
+  /** `y = softmax(x)` (N). */
+  softmax(y: number, x: number, n: number): void;
+  /** `y = σ(x)` (N). */
+  sigmoid(y: number, x: number, n: number): void;
+  /** `y = tanh(x)` (N). */
+  tanh(y: number, x: number, n: number): void;
+}
+
+// (module (func (result v128) (v128.const i32x4 0 0 0 0))): validates only where SIMD exists.
+const SIMD_PROBE = new Uint8Array([
+  0x00,
+  0x61,
+  0x73,
+  0x6d,
+  0x01,
+  0x00,
+  0x00,
+  0x00, // magic, version
+  0x01,
+  0x05,
+  0x01,
+  0x60,
+  0x00,
+  0x01,
+  0x7b, // types: () -> v128
+  0x03,
+  0x02,
+  0x01,
+  0x00, // functions: one of type 0
+  0x0a,
+  0x16,
+  0x01,
+  0x14,
+  0x00,
+  0xfd,
+  0x0c, // code: no locals, v128.const
+  ...new Array(16).fill(0),
+  0x0b, // end
+]);
+
+/**
+ * Whether this runtime runs WebAssembly SIMD (and so {@linkcode SimdStepper}); callers fall
+ * back to `Stepper` when it does not.
+ *
+ * @returns true when a module using `v128` validates
+ * @example
+ * ```ts
+ * import { simdAvailable } from "./simd_stepper.ts";
+ * simdAvailable(); // true on Deno 2
+ * ```
+ */
+export function simdAvailable(): boolean {
+  return typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
+}
+
+let compiled: WebAssembly.Module | null = null;
+
+/**
+ * The compiled step.wasm, read and compiled on first use (needs read access to this directory,
+ * which every task that serves or predicts already has) and shared by every instance.
+ *
+ * @returns the module
+ */
+export function stepModule(): WebAssembly.Module {
+  compiled ??= new WebAssembly.Module(Deno.readFileSync(new URL("./step.wasm", import.meta.url)));
+  return compiled;
+}
+
+/**
+ * Instantiates the kernels over a fresh memory of at least `bytes` bytes.
+ *
+ * @param bytes the memory the caller will lay out
+ * @returns the kernels and their memory
+ * @example
+ * ```ts
+ * import { instantiateKernels } from "./simd_stepper.ts";
+ * const { kernels, memory } = instantiateKernels(64);
+ * const f = new Float32Array(memory.buffer);
+ * f.set([1, 2, 3], 0); // x at byte 0
+ * kernels.softmax(16, 0, 3); // y at byte 16
+ * ```
+ */
+export function instantiateKernels(bytes: number): {
+  kernels: StepKernels;
+  memory: WebAssembly.Memory;
+} {
+  const pages = Math.max(1, Math.ceil(bytes / 65536));
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const instance = new WebAssembly.Instance(stepModule(), { env: { memory } });
+  return { kernels: instance.exports as unknown as StepKernels, memory };
+}
+
+/** Floats rounded up to a whole panel (16), so padded kernel writes stay in their buffer. */
+function pad16(n: number): number {
+  return Math.ceil(n / 16) * 16;
+}
+
+/** Where one layer's packed weights and padded biases sit (byte offsets). */
+interface LayerPtrs {
+  wIh: number; // (ceil16(G*H), I_l) packed, or -1 when folded into the table
+  bIh: number; // (ceil16(G*H))
+  wHh: number; // (ceil16(G*H), H) packed
+  bHh: number; // (ceil16(G*H))
+}
+
+/**
+ * {@linkcode Stepper}'s single-stream step on WebAssembly SIMD: same surface, same state layout
+ * (S·L·H: every layer's h, then for LSTM every layer's c), results within 1e-5 of it. The weights
+ * (and, for embedding networks, the folded input table) are copied in at construction, so later
+ * changes to the network are not seen; build a new stepper after training. Float32 networks only.
+ *
+ * @example
+ * ```ts
+ * import { Network } from "../../nn/network.ts";
+ * import { SimdStepper, simdAvailable } from "./simd_stepper.ts";
+ * const net = Network.create({ cell: "gru", nonlinearity: "tanh", input: "embedding",
+ *   vocabSize: 5, inputSize: 4, hiddenSize: 8, layers: 2, outputSize: 5 }, 7);
+ * if (simdAvailable()) {
+ *   const stepper = new SimdStepper(net);
+ *   const state = stepper.newState();
+ *   const probs = stepper.step(state, 3); // next-token distribution (5)
+ * }
+ * ```
+ */
+export class SimdStepper {
+  readonly net: Network;
+  /** Output probabilities of the last step (O), a view of wasm memory; overwritten by every step. */
+  readonly probs: Float32Array;
+  /** Head scores of the last step (O), a view of wasm memory. */
+  readonly logits: Float32Array;
+  readonly #k: StepKernels;
+  readonly #state: Float32Array; // (S*L*H) the stream's state while a step runs
+  readonly #input: Float32Array | null; // (I) a dense input while a step runs; null for embedding
+  readonly #layers: LayerPtrs[];
+  readonly #statePtr: number; // (S*L*H)
+  readonly #inputPtr: number; // (I), dense only
+  readonly #tablePtr: number; // (V, G*H) embedding only
+  readonly #giPtr: number; // (ceil16(G*H))
+  readonly #ghPtr: number; // (ceil16(G*H))
+  readonly #logitsPtr: number; // (ceil16(O))
+  readonly #probsPtr: number; // (ceil16(O))
+  readonly #headW: number; // (ceil16(O), H) packed
+  readonly #headB: number; // (ceil16(O))
+
+  /**
+   * Copies the network's weights into wasm memory, packed for the kernels.
+   *
+   * @param net a float32 network; its parameters are read once, never written
+   */
+  constructor(net: Network) {
+    if (net.dtype !== Float32Array) {
+      throw new TypeError("SimdStepper runs float32 networks; this one is float64");
+    }
+    const { cell, inputSize: i, hiddenSize: h, layers, outputSize: o, vocabSize: v } = net.config;
+    const g = gatesOf(cell) * h;
+    const embedding = net.config.input === "embedding";
+    const p = net.p;
+
+    // Lay the buffers out one after another, each on a 16-byte boundary.
+    let top = 0;
+    const take = (floats: number) => {
+      const at = top;
+      top += Math.ceil(floats / 4) * 16;
+      return at;
+    };
+    this.#statePtr = take(net.stateSize);
+    this.#inputPtr = embedding ? -1 : take(i);
+    this.#giPtr = take(pad16(g));
+    this.#ghPtr = take(pad16(g));
+    this.#logitsPtr = take(pad16(o));
+    this.#probsPtr = take(pad16(o));
+    this.#tablePtr = embedding ? take(v * g) : -1;
+    this.#layers = [];
+    for (let l = 0; l < layers; l++) {
+      const inl = l === 0 ? i : h;
+      this.#layers.push({
+        wIh: l === 0 && embedding ? -1 : take(pad16(g) * inl),
+        bIh: take(pad16(g)),
+        wHh: take(pad16(g) * h),
+        bHh: take(pad16(g)),
+      });
+    }
+    this.#headW = take(pad16(o) * h);
+    this.#headB = take(pad16(o));
+    // Row-major matrices are copied here, then packed into place by the kernel that reads them.
+    const scratch = take(Math.max(g * Math.max(i, h), o * h));
+
+    const { kernels, memory } = instantiateKernels(top);
+    const f32 = new Float32Array(memory.buffer);
+    const put = (ptr: number, src: FloatArray) => f32.set(src, ptr / 4);
+    const packInto = (ptr: number, w: FloatArray, m: number, k: number) => {
+      put(scratch, w);
+      kernels.pack(ptr, scratch, m, k);
+    };
+    for (let l = 0; l < layers; l++) {
+      const lp = p.layers[l], ptr = this.#layers[l];
+      if (ptr.wIh >= 0) packInto(ptr.wIh, lp.wIh, g, l === 0 ? i : h);
+      put(ptr.bIh, lp.bIh);
+      packInto(ptr.wHh, lp.wHh, g, h);
+      put(ptr.bHh, lp.bHh);
+    }
+    packInto(this.#headW, p.headW, o, h);
+    put(this.#headB, p.headB);
+    if (embedding) {
+      // The same fold as Stepper's, in the same precision: layer 0's gi is then identical.
+      const t = this.#tablePtr / 4;
+      matmulABt(
+        f32.subarray(t, t + v * g),
+        p.embed!,
+        p.layers[0].wIh,
+        p.layers[0].bIh,
+        v,
+        g,
+        i,
+        false,
+      );
+    }
+    f32.fill(0, scratch / 4, top / 4);
+
+    this.net = net;
+    this.#k = kernels;
+    this.#state = f32.subarray(this.#statePtr / 4, this.#statePtr / 4 + net.stateSize);
+    this.#input = embedding ? null : f32.subarray(this.#inputPtr / 4, this.#inputPtr / 4 + i);
+    this.logits = f32.subarray(this.#logitsPtr / 4, this.#logitsPtr / 4 + o);
+    this.probs = f32.subarray(this.#probsPtr / 4, this.#probsPtr / 4 + o);
+  }
+
+  /**
+   * A zero state for a new stream (S·L·H: every layer's h, then for LSTM every layer's c).
+   *
+   * @returns a fresh state buffer
+   */
+  newState(): Float32Array {
+    return new Float32Array(this.net.stateSize);
+  }
+
+  /**
+   * Applies one step: updates `state` in place and returns the output distribution.
+   *
+   * @param state the stream's state (S·L·H), updated in place
+   * @param input a token id (embedding networks) or a vector (I) (dense networks)
+   * @returns {@linkcode SimdStepper.probs}, the softmax of the head (O); valid until the next step
+   */
+  step(state: FloatArray, input: number | FloatArray): Float32Array {
+    this.advance(state, input);
+    this.#k.softmax(this.#probsPtr, this.#logitsPtr, this.probs.length);
+    return this.probs;
+  }
+
+  /**
+   * Computes the output distribution for the current state without stepping.
+   *
+   * @param state the stream's state (S·L·H), read only
+   * @returns {@linkcode SimdStepper.probs}; {@linkcode SimdStepper.logits} holds the scores
+   */
+  readout(state: FloatArray): Float32Array {
+    this.#load(state);
+    const { hiddenSize: h, layers, outputSize: o } = this.net.config;
+    const top = this.#statePtr + (layers - 1) * h * 4;
+    this.#k.matvec_packed(this.#logitsPtr, this.#headW, top, this.#headB, o, h);
+    this.#k.softmax(this.#probsPtr, this.#logitsPtr, o);
+    return this.probs;
+  }
+
+  /**
+   * Applies one step and computes the head's scores into {@linkcode SimdStepper.logits},
+   * without the softmax.
+   *
+   * @param state the stream's state (S·L·H), updated in place
+   * @param input a token id or a vector (I)
+   */
+  advance(state: FloatArray, input: number | FloatArray): void {
+    const { cell, nonlinearity, inputSize, hiddenSize: h, layers, outputSize: o, vocabSize } =
+      this.net.config;
+    const k = this.#k;
+    const g = gatesOf(cell) * h;
+    let src: number; // where layer 0's gi is read
+    if (typeof input === "number") {
+      if (this.#input !== null) throw new TypeError("a dense network steps on vectors");
+      if (!(Number.isInteger(input) && input >= 0 && input < vocabSize)) {
+        throw new RangeError(`token id ${input} is outside 0..${vocabSize - 1}`);
+      }
+      src = this.#tablePtr + input * g * 4;
+    } else {
+      if (this.#input === null) throw new TypeError("an embedding network steps on token ids");
+      if (input.length !== inputSize) {
+        throw new RangeError(`input has ${input.length} floats; the network takes ${inputSize}`);
+      }
+      this.#input.set(input);
+      const l0 = this.#layers[0];
+      k.matvec_packed(this.#giPtr, l0.wIh, this.#inputPtr, l0.bIh, g, inputSize);
+      src = this.#giPtr;
+    }
+    this.#load(state);
+    const hBase = this.#statePtr, cBase = this.#statePtr + layers * h * 4;
+    for (let l = 0; l < layers; l++) {
+      const ptr = this.#layers[l];
+      const hl = hBase + l * h * 4;
+      if (l > 0) {
+        k.matvec_packed(this.#giPtr, ptr.wIh, hl - h * 4, ptr.bIh, g, h);
+        src = this.#giPtr;
+      }
+      k.matvec_packed(this.#ghPtr, ptr.wHh, hl, ptr.bHh, g, h);
+      if (cell === "lstm") k.lstm(hl, cBase + l * h * 4, src, this.#ghPtr, h);
+      else if (cell === "gru") k.gru(hl, src, this.#ghPtr, h);
+      else if (nonlinearity === "tanh") k.rnn_tanh(hl, src, this.#ghPtr, h);
+      else k.rnn_relu(hl, src, this.#ghPtr, h);
+    }
+    k.matvec_packed(this.#logitsPtr, this.#headW, hBase + (layers - 1) * h * 4, this.#headB, o, h);
+    state.set(this.#state);
+  }
+
+  /** Copies a stream's state into wasm memory, refusing a buffer of the wrong size. */
+  #load(state: FloatArray): void {
+    if (state.length !== this.#state.length) {
+      throw new RangeError(
+        `state has ${state.length} floats; the network keeps ${this.#state.length}`,
+      );
+    }
+    this.#state.set(state);
+  }
+}

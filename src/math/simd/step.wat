@@ -1,0 +1,596 @@
+;; M rows, K columns (the reduced dimension), N elements, H hidden. All f32, row-major.
+;; The per-token step of a recurrent network in WebAssembly SIMD. Every function takes byte
+;; offsets into the one imported memory and sizes in elements; nothing is allocated and nothing
+;; is read or written outside the ranges each function documents.
+;;
+;; Built into step.wasm by build.ts (wabt, SIMD enabled); the committed step.wasm is checked
+;; against this source by test/simd_stepper_test.ts.
+(module
+  (import "env" "memory" (memory 1))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Activations on four lanes. exp is Cephes' expf (range reduction by ln 2 in two parts, a
+  ;; degree-6 polynomial, the exponent built from bits): a few ulp relative, which keeps sigmoid
+  ;; and tanh within 1e-6 absolute of Math's (the test checks it over the whole f32 range).
+  ;; min/max (not pmin/pmax) propagate NaN, so a NaN input gives a NaN output as in JS.
+
+  ;; e^x for x ≤ 88 (larger x are clamped to 88: e^88 ≈ 1.65e38 is the largest we need) and
+  ;; x ≥ -87.34 (smaller x give the smallest normal, 1.2e-38, instead of 0).
+  (func $exp (param $x v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $x
+      (f32x4.max
+        (f32x4.min (local.get $x) (v128.const f32x4 88 88 88 88))
+        (v128.const f32x4 -87.33654 -87.33654 -87.33654 -87.33654)))
+    ;; n = round(x / ln 2), r = x - n ln 2 with ln 2 = C1 + C2 split so n C1 is exact
+    (local.set $n
+      (f32x4.nearest
+        (f32x4.mul (local.get $x)
+          (v128.const f32x4 1.44269504088896341 1.44269504088896341
+                            1.44269504088896341 1.44269504088896341))))
+    (local.set $r
+      (f32x4.sub
+        (f32x4.sub (local.get $x)
+          (f32x4.mul (local.get $n)
+            (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
+        (f32x4.mul (local.get $n)
+          (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+    ;; e^r ≈ 1 + r + r² P(r)
+    (local.set $p (v128.const f32x4 1.9875691500e-4 1.9875691500e-4
+                                    1.9875691500e-4 1.9875691500e-4))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
+      (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
+      (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
+      (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
+      (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r))
+      (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
+    (local.set $p
+      (f32x4.add
+        (f32x4.add
+          (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r)))
+          (local.get $r))
+        (v128.const f32x4 1 1 1 1)))
+    ;; times 2^n: n + 127 in the exponent bits (n is in [-126, 127] after the clamp)
+    (f32x4.mul (local.get $p)
+      (i32x4.shl
+        (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127))
+        (i32.const 23))))
+
+  ;; σ(x) = 1 / (1 + e^-x)
+  (func $sigmoid (param $x v128) (result v128)
+    (f32x4.div (v128.const f32x4 1 1 1 1)
+      (f32x4.add (v128.const f32x4 1 1 1 1) (call $exp (f32x4.neg (local.get $x))))))
+
+  ;; tanh x: Cephes' tanhf. For |x| < 0.625 an odd polynomial (no cancellation near 0), else
+  ;; sign(x) (1 - 2 / (e^{2|x|} + 1)).
+  (func $tanh (param $x v128) (result v128)
+    (local $a v128) (local $z v128) (local $small v128) (local $big v128)
+    (local.set $a (f32x4.abs (local.get $x)))
+    (local.set $z (f32x4.mul (local.get $x) (local.get $x)))
+    (local.set $small (v128.const f32x4 -5.70498872745e-3 -5.70498872745e-3
+                                        -5.70498872745e-3 -5.70498872745e-3))
+    (local.set $small (f32x4.add (f32x4.mul (local.get $small) (local.get $z))
+      (v128.const f32x4 2.06390887954e-2 2.06390887954e-2 2.06390887954e-2 2.06390887954e-2)))
+    (local.set $small (f32x4.add (f32x4.mul (local.get $small) (local.get $z))
+      (v128.const f32x4 -5.37397155531e-2 -5.37397155531e-2
+                        -5.37397155531e-2 -5.37397155531e-2)))
+    (local.set $small (f32x4.add (f32x4.mul (local.get $small) (local.get $z))
+      (v128.const f32x4 1.33314422036e-1 1.33314422036e-1 1.33314422036e-1 1.33314422036e-1)))
+    (local.set $small (f32x4.add (f32x4.mul (local.get $small) (local.get $z))
+      (v128.const f32x4 -3.33332819422e-1 -3.33332819422e-1
+                        -3.33332819422e-1 -3.33332819422e-1)))
+    (local.set $small
+      (f32x4.add
+        (f32x4.mul (f32x4.mul (local.get $small) (local.get $z)) (local.get $x))
+        (local.get $x)))
+    (local.set $big
+      (f32x4.sub (v128.const f32x4 1 1 1 1)
+        (f32x4.div (v128.const f32x4 2 2 2 2)
+          (f32x4.add
+            (call $exp (f32x4.add (local.get $a) (local.get $a)))
+            (v128.const f32x4 1 1 1 1)))))
+    ;; copy the sign of x onto the large-|x| branch
+    (local.set $big
+      (v128.bitselect (local.get $x) (local.get $big)
+        (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)))
+    (v128.bitselect (local.get $small) (local.get $big)
+      (f32x4.lt (local.get $a) (v128.const f32x4 0.625 0.625 0.625 0.625))))
+
+  ;; y = σ(x) for N floats; exported so tests can hold the approximation to Math's.
+  (func (export "sigmoid") (param $y i32) (param $x i32) (param $n i32)
+    (local $j i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $y) (call $sigmoid (v128.load (local.get $x))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (local.set $y (i32.add (local.get $y) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $y)
+              (call $sigmoid (v128.load32_zero (local.get $x))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $x (i32.add (local.get $x) (i32.const 4)))
+            (local.set $y (i32.add (local.get $y) (i32.const 4)))))
+        (br $next))))
+
+  ;; y = tanh(x) for N floats; exported so tests can hold the approximation to Math's.
+  (func (export "tanh") (param $y i32) (param $x i32) (param $n i32)
+    (local $j i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $y) (call $tanh (v128.load (local.get $x))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $x (i32.add (local.get $x) (i32.const 16)))
+            (local.set $y (i32.add (local.get $y) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $y)
+              (call $tanh (v128.load32_zero (local.get $x))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $x (i32.add (local.get $x) (i32.const 4)))
+            (local.set $y (i32.add (local.get $y) (i32.const 4)))))
+        (br $next))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Matrix-vector products.
+
+  ;; Sum of the four lanes.
+  (func $hsum (param $v v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; y = W x + b with W row-major (M, K), x (K), b (M), y (M); any M and K. Four rows at a time,
+  ;; one accumulator each, so every load of x serves four rows; the K mod 4 tail is scalar.
+  (func (export "matvec")
+    (param $y i32) (param $w i32) (param $x i32) (param $b i32) (param $m i32) (param $k i32)
+    (local $i i32) (local $j i32) (local $k4 i32) (local $row i32) (local $xv v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $w0 i32) (local $w1 i32) (local $w2 i32) (local $w3 i32) (local $stride i32)
+    (local $s0 f32) (local $s1 f32) (local $s2 f32) (local $s3 f32) (local $xj f32)
+    (local.set $k4 (i32.and (local.get $k) (i32.const -4)))
+    (local.set $stride (i32.shl (local.get $k) (i32.const 2)))
+    (block $rows4done
+      (loop $rows4
+        (br_if $rows4done (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $m)))
+        (local.set $w0 (i32.add (local.get $w) (i32.mul (local.get $i) (local.get $stride))))
+        (local.set $w1 (i32.add (local.get $w0) (local.get $stride)))
+        (local.set $w2 (i32.add (local.get $w1) (local.get $stride)))
+        (local.set $w3 (i32.add (local.get $w2) (local.get $stride)))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $a1 (v128.const i32x4 0 0 0 0))
+        (local.set $a2 (v128.const i32x4 0 0 0 0))
+        (local.set $a3 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $colsdone
+          (loop $cols
+            (br_if $colsdone (i32.ge_u (local.get $j) (local.get $k4)))
+            (local.set $xv (v128.load (i32.add (local.get $x) (i32.shl (local.get $j)
+              (i32.const 2)))))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (v128.load (local.get $w0))
+              (local.get $xv))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (v128.load (local.get $w1))
+              (local.get $xv))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (v128.load (local.get $w2))
+              (local.get $xv))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (v128.load (local.get $w3))
+              (local.get $xv))))
+            (local.set $w0 (i32.add (local.get $w0) (i32.const 16)))
+            (local.set $w1 (i32.add (local.get $w1) (i32.const 16)))
+            (local.set $w2 (i32.add (local.get $w2) (i32.const 16)))
+            (local.set $w3 (i32.add (local.get $w3) (i32.const 16)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $cols)))
+        (local.set $s0 (call $hsum (local.get $a0)))
+        (local.set $s1 (call $hsum (local.get $a1)))
+        (local.set $s2 (call $hsum (local.get $a2)))
+        (local.set $s3 (call $hsum (local.get $a3)))
+        (block $taildone
+          (loop $tail
+            (br_if $taildone (i32.ge_u (local.get $j) (local.get $k)))
+            (local.set $xj (f32.load (i32.add (local.get $x) (i32.shl (local.get $j)
+              (i32.const 2)))))
+            (local.set $s0 (f32.add (local.get $s0) (f32.mul (f32.load (local.get $w0))
+              (local.get $xj))))
+            (local.set $s1 (f32.add (local.get $s1) (f32.mul (f32.load (local.get $w1))
+              (local.get $xj))))
+            (local.set $s2 (f32.add (local.get $s2) (f32.mul (f32.load (local.get $w2))
+              (local.get $xj))))
+            (local.set $s3 (f32.add (local.get $s3) (f32.mul (f32.load (local.get $w3))
+              (local.get $xj))))
+            (local.set $w0 (i32.add (local.get $w0) (i32.const 4)))
+            (local.set $w1 (i32.add (local.get $w1) (i32.const 4)))
+            (local.set $w2 (i32.add (local.get $w2) (i32.const 4)))
+            (local.set $w3 (i32.add (local.get $w3) (i32.const 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tail)))
+        (local.set $row (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2))))
+        (local.set $w0 (i32.add (local.get $b) (i32.shl (local.get $i) (i32.const 2))))
+        (f32.store offset=0 (local.get $row) (f32.add (f32.load offset=0 (local.get $w0))
+          (local.get $s0)))
+        (f32.store offset=4 (local.get $row) (f32.add (f32.load offset=4 (local.get $w0))
+          (local.get $s1)))
+        (f32.store offset=8 (local.get $row) (f32.add (f32.load offset=8 (local.get $w0))
+          (local.get $s2)))
+        (f32.store offset=12 (local.get $row) (f32.add (f32.load offset=12 (local.get $w0))
+          (local.get $s3)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $rows4)))
+    ;; the M mod 4 rows left, one at a time
+    (block $rowsdone
+      (loop $rows
+        (br_if $rowsdone (i32.ge_u (local.get $i) (local.get $m)))
+        (local.set $w0 (i32.add (local.get $w) (i32.mul (local.get $i) (local.get $stride))))
+        (local.set $a0 (v128.const i32x4 0 0 0 0))
+        (local.set $j (i32.const 0))
+        (block $cdone
+          (loop $c
+            (br_if $cdone (i32.ge_u (local.get $j) (local.get $k4)))
+            (local.set $a0 (f32x4.add (local.get $a0)
+              (f32x4.mul (v128.load (local.get $w0))
+                (v128.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $w0 (i32.add (local.get $w0) (i32.const 16)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (br $c)))
+        (local.set $s0 (call $hsum (local.get $a0)))
+        (block $tdone
+          (loop $t
+            (br_if $tdone (i32.ge_u (local.get $j) (local.get $k)))
+            (local.set $s0 (f32.add (local.get $s0)
+              (f32.mul (f32.load (local.get $w0))
+                (f32.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))))))
+            (local.set $w0 (i32.add (local.get $w0) (i32.const 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $t)))
+        (f32.store (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2)))
+          (f32.add (f32.load (i32.add (local.get $b) (i32.shl (local.get $i) (i32.const 2))))
+            (local.get $s0)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $rows))))
+
+  ;; Lays W (M, K) row-major out in panels of 16 rows for matvec_packed: panel p holds, column by
+  ;; column, rows 16p..16p+15, so `dst[(p K + j) 16 + r] = W[16p + r, j]`, rows past M zero.
+  ;; dst takes ceil(M / 16) · 16 · K floats.
+  (func (export "pack") (param $dst i32) (param $src i32) (param $m i32) (param $k i32)
+    (local $p i32) (local $j i32) (local $r i32) (local $row i32)
+    (block $pdone
+      (loop $panels
+        (br_if $pdone (i32.ge_u (i32.shl (local.get $p) (i32.const 4)) (local.get $m)))
+        (local.set $j (i32.const 0))
+        (block $jdone
+          (loop $cols
+            (br_if $jdone (i32.ge_u (local.get $j) (local.get $k)))
+            (local.set $r (i32.const 0))
+            (block $rdone
+              (loop $rows
+                (br_if $rdone (i32.ge_u (local.get $r) (i32.const 16)))
+                (local.set $row (i32.add (i32.shl (local.get $p) (i32.const 4)) (local.get $r)))
+                (f32.store (local.get $dst)
+                  (if (result f32) (i32.lt_u (local.get $row) (local.get $m))
+                    (then
+                      (f32.load (i32.add (local.get $src)
+                        (i32.shl
+                          (i32.add (i32.mul (local.get $row) (local.get $k)) (local.get $j))
+                          (i32.const 2)))))
+                    (else (f32.const 0))))
+                (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+                (local.set $r (i32.add (local.get $r) (i32.const 1)))
+                (br $rows)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $cols)))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $panels))))
+
+  ;; y = W x + b with W laid out by `pack`; x (K), b and y padded to ceil(M / 16) · 16 floats
+  ;; (b's padding read, y's padding written). Per column one broadcast of x[j] feeds sixteen
+  ;; rows in four vectors; two columns per iteration keep eight independent accumulators, and
+  ;; no horizontal sums are needed.
+  (func (export "matvec_packed")
+    (param $y i32) (param $w i32) (param $x i32) (param $b i32) (param $m i32) (param $k i32)
+    (local $p i32) (local $j i32) (local $k2 i32) (local $xs v128) (local $xt v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128)
+    (local $xp i32)
+    (local.set $k2 (i32.and (local.get $k) (i32.const -2)))
+    (block $pdone
+      (loop $panels
+        (br_if $pdone (i32.ge_u (local.get $p) (local.get $m)))
+        (local.set $a0 (v128.load offset=0 (local.get $b)))
+        (local.set $a1 (v128.load offset=16 (local.get $b)))
+        (local.set $a2 (v128.load offset=32 (local.get $b)))
+        (local.set $a3 (v128.load offset=48 (local.get $b)))
+        (local.set $a4 (v128.const i32x4 0 0 0 0))
+        (local.set $a5 (v128.const i32x4 0 0 0 0))
+        (local.set $a6 (v128.const i32x4 0 0 0 0))
+        (local.set $a7 (v128.const i32x4 0 0 0 0))
+        (local.set $xp (local.get $x))
+        (local.set $j (i32.const 0))
+        (block $jdone
+          (loop $cols
+            (br_if $jdone (i32.ge_u (local.get $j) (local.get $k2)))
+            (local.set $xs (v128.load32_splat offset=0 (local.get $xp)))
+            (local.set $xt (v128.load32_splat offset=4 (local.get $xp)))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $xs)
+              (v128.load offset=0 (local.get $w)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $xs)
+              (v128.load offset=16 (local.get $w)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $xs)
+              (v128.load offset=32 (local.get $w)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $xs)
+              (v128.load offset=48 (local.get $w)))))
+            (local.set $a4 (f32x4.add (local.get $a4) (f32x4.mul (local.get $xt)
+              (v128.load offset=64 (local.get $w)))))
+            (local.set $a5 (f32x4.add (local.get $a5) (f32x4.mul (local.get $xt)
+              (v128.load offset=80 (local.get $w)))))
+            (local.set $a6 (f32x4.add (local.get $a6) (f32x4.mul (local.get $xt)
+              (v128.load offset=96 (local.get $w)))))
+            (local.set $a7 (f32x4.add (local.get $a7) (f32x4.mul (local.get $xt)
+              (v128.load offset=112 (local.get $w)))))
+            (local.set $w (i32.add (local.get $w) (i32.const 128)))
+            (local.set $xp (i32.add (local.get $xp) (i32.const 8)))
+            (local.set $j (i32.add (local.get $j) (i32.const 2)))
+            (br $cols)))
+        ;; an odd K leaves one column
+        (if (i32.lt_u (local.get $j) (local.get $k))
+          (then
+            (local.set $xs (v128.load32_splat (local.get $xp)))
+            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $xs)
+              (v128.load offset=0 (local.get $w)))))
+            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $xs)
+              (v128.load offset=16 (local.get $w)))))
+            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $xs)
+              (v128.load offset=32 (local.get $w)))))
+            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $xs)
+              (v128.load offset=48 (local.get $w)))))
+            (local.set $w (i32.add (local.get $w) (i32.const 64)))))
+        (v128.store offset=0 (local.get $y) (f32x4.add (local.get $a0) (local.get $a4)))
+        (v128.store offset=16 (local.get $y) (f32x4.add (local.get $a1) (local.get $a5)))
+        (v128.store offset=32 (local.get $y) (f32x4.add (local.get $a2) (local.get $a6)))
+        (v128.store offset=48 (local.get $y) (f32x4.add (local.get $a3) (local.get $a7)))
+        (local.set $y (i32.add (local.get $y) (i32.const 64)))
+        (local.set $b (i32.add (local.get $b) (i32.const 64)))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (br $panels))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; Cell updates for one stream, in place, given gi = W_ih x + b_ih and gh = W_hh h + b_hh
+  ;; (G·H floats each, gates in PyTorch's order). Four units at a time; the H mod 4 units left
+  ;; go one at a time through the same vector code (one lane loaded, one lane stored).
+
+  ;; h = tanh(gi + gh) for H units.
+  (func (export "rnn_tanh") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
+    (local $j i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $h)
+              (call $tanh (f32x4.add (v128.load (local.get $gi)) (v128.load (local.get $gh)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $h (i32.add (local.get $h) (i32.const 16)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $h)
+              (call $tanh
+                (f32x4.add (v128.load32_zero (local.get $gi)) (v128.load32_zero (local.get $gh)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $h (i32.add (local.get $h) (i32.const 4)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
+        (br $next))))
+
+  ;; h = relu(gi + gh) for H units; pmax(0, v) is 0 for NaN, as `v > 0 ? v : 0` in JS.
+  (func (export "rnn_relu") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
+    (local $j i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $h)
+              (f32x4.pmax (v128.const i32x4 0 0 0 0)
+                (f32x4.add (v128.load (local.get $gi)) (v128.load (local.get $gh)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $h (i32.add (local.get $h) (i32.const 16)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $h)
+              (f32x4.pmax (v128.const i32x4 0 0 0 0)
+                (f32x4.add (v128.load32_zero (local.get $gi)) (v128.load32_zero (local.get $gh)))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $h (i32.add (local.get $h) (i32.const 4)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
+        (br $next))))
+
+  ;; One GRU update on lanes: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
+  ;; n = tanh(gi_n + r gh_n), h' = (1 - z) n + z h = n + z (h - n).
+  (func $gru (param $gir v128) (param $giz v128) (param $gin v128)
+    (param $ghr v128) (param $ghz v128) (param $ghn v128) (param $h v128) (result v128)
+    (local $r v128) (local $z v128) (local $nn v128)
+    (local.set $r (call $sigmoid (f32x4.add (local.get $gir) (local.get $ghr))))
+    (local.set $z (call $sigmoid (f32x4.add (local.get $giz) (local.get $ghz))))
+    (local.set $nn (call $tanh
+      (f32x4.add (local.get $gin) (f32x4.mul (local.get $r) (local.get $ghn)))))
+    (f32x4.add (local.get $nn)
+      (f32x4.mul (local.get $z) (f32x4.sub (local.get $h) (local.get $nn)))))
+
+  ;; GRU for H units: gi and gh hold r, z, n (3H each).
+  (func (export "gru") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
+    (local $j i32) (local $g i32)
+    (local.set $g (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $h)
+              (call $gru
+                (v128.load (local.get $gi))
+                (v128.load (i32.add (local.get $gi) (local.get $g)))
+                (v128.load (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1))))
+                (v128.load (local.get $gh))
+                (v128.load (i32.add (local.get $gh) (local.get $g)))
+                (v128.load (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
+                (v128.load (local.get $h))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $h (i32.add (local.get $h) (i32.const 16)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $h)
+              (call $gru
+                (v128.load32_zero (local.get $gi))
+                (v128.load32_zero (i32.add (local.get $gi) (local.get $g)))
+                (v128.load32_zero (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1))))
+                (v128.load32_zero (local.get $gh))
+                (v128.load32_zero (i32.add (local.get $gh) (local.get $g)))
+                (v128.load32_zero (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
+                (v128.load32_zero (local.get $h))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $h (i32.add (local.get $h) (i32.const 4)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
+        (br $next))))
+
+  ;; One LSTM update on lanes: c' = σ(f) c + σ(i) tanh(g), stored at $cp; returns
+  ;; h' = σ(o) tanh(c'). `$wide` says whether to store four lanes or one.
+  (func $lstm (param $cp i32) (param $wide i32)
+    (param $gii v128) (param $gif v128) (param $gig v128) (param $gio v128)
+    (param $ghi v128) (param $ghf v128) (param $ghg v128) (param $gho v128)
+    (param $c v128) (result v128)
+    (local $cn v128)
+    (local.set $cn
+      (f32x4.add
+        (f32x4.mul (call $sigmoid (f32x4.add (local.get $gif) (local.get $ghf))) (local.get $c))
+        (f32x4.mul
+          (call $sigmoid (f32x4.add (local.get $gii) (local.get $ghi)))
+          (call $tanh (f32x4.add (local.get $gig) (local.get $ghg))))))
+    (if (local.get $wide)
+      (then (v128.store (local.get $cp) (local.get $cn)))
+      (else (v128.store32_lane 0 (local.get $cp) (local.get $cn))))
+    (f32x4.mul
+      (call $sigmoid (f32x4.add (local.get $gio) (local.get $gho)))
+      (call $tanh (local.get $cn))))
+
+  ;; LSTM for H units: gi and gh hold i, f, g, o (4H each); h and c are updated in place.
+  (func (export "lstm") (param $h i32) (param $c i32) (param $gi i32) (param $gh i32) (param $n i32)
+    (local $j i32) (local $g i32) (local $g2 i32) (local $g3 i32)
+    (local.set $g (i32.shl (local.get $n) (i32.const 2)))
+    (local.set $g2 (i32.shl (local.get $n) (i32.const 3)))
+    (local.set $g3 (i32.mul (local.get $n) (i32.const 12)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $h)
+              (call $lstm (local.get $c) (i32.const 1)
+                (v128.load (local.get $gi))
+                (v128.load (i32.add (local.get $gi) (local.get $g)))
+                (v128.load (i32.add (local.get $gi) (local.get $g2)))
+                (v128.load (i32.add (local.get $gi) (local.get $g3)))
+                (v128.load (local.get $gh))
+                (v128.load (i32.add (local.get $gh) (local.get $g)))
+                (v128.load (i32.add (local.get $gh) (local.get $g2)))
+                (v128.load (i32.add (local.get $gh) (local.get $g3)))
+                (v128.load (local.get $c))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4)))
+            (local.set $h (i32.add (local.get $h) (i32.const 16)))
+            (local.set $c (i32.add (local.get $c) (i32.const 16)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
+          (else
+            (v128.store32_lane 0 (local.get $h)
+              (call $lstm (local.get $c) (i32.const 0)
+                (v128.load32_zero (local.get $gi))
+                (v128.load32_zero (i32.add (local.get $gi) (local.get $g)))
+                (v128.load32_zero (i32.add (local.get $gi) (local.get $g2)))
+                (v128.load32_zero (i32.add (local.get $gi) (local.get $g3)))
+                (v128.load32_zero (local.get $gh))
+                (v128.load32_zero (i32.add (local.get $gh) (local.get $g)))
+                (v128.load32_zero (i32.add (local.get $gh) (local.get $g2)))
+                (v128.load32_zero (i32.add (local.get $gh) (local.get $g3)))
+                (v128.load32_zero (local.get $c))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (local.set $h (i32.add (local.get $h) (i32.const 4)))
+            (local.set $c (i32.add (local.get $c) (i32.const 4)))
+            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
+            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
+        (br $next))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; y = softmax(x) for N ≥ 1 floats, the maximum subtracted first. y may alias x.
+  (func (export "softmax") (param $y i32) (param $x i32) (param $n i32)
+    (local $j i32) (local $max v128) (local $sum v128) (local $e v128) (local $off i32)
+    (local $mx f32) (local $s f32) (local $inv v128)
+    ;; the maximum: start from x[0] in every lane, so padding never wins
+    (local.set $max (v128.load32_splat (local.get $x)))
+    (block $done1
+      (loop $l1
+        (br_if $done1 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $off (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (local.set $max (f32x4.max (local.get $max) (v128.load (local.get $off))))
+            (local.set $j (i32.add (local.get $j) (i32.const 4))))
+          (else
+            (local.set $max (f32x4.max (local.get $max) (v128.load32_splat (local.get $off))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (br $l1)))
+    (local.set $mx
+      (f32.max
+        (f32.max (f32x4.extract_lane 0 (local.get $max)) (f32x4.extract_lane 1 (local.get $max)))
+        (f32.max (f32x4.extract_lane 2 (local.get $max)) (f32x4.extract_lane 3 (local.get $max)))))
+    (local.set $max (f32x4.splat (local.get $mx)))
+    ;; e = exp(x - max), stored, summed
+    (local.set $sum (v128.const i32x4 0 0 0 0))
+    (local.set $j (i32.const 0))
+    (block $done2
+      (loop $l2
+        (br_if $done2 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $off (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (local.set $e (call $exp
+              (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $max))))
+            (v128.store (i32.add (local.get $y) (local.get $off)) (local.get $e))
+            (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4))))
+          (else
+            (local.set $e (call $exp
+              (f32x4.sub (v128.load32_zero (i32.add (local.get $x) (local.get $off)))
+                (local.get $max))))
+            (v128.store32_lane 0 (i32.add (local.get $y) (local.get $off)) (local.get $e))
+            (local.set $s (f32.add (local.get $s) (f32x4.extract_lane 0 (local.get $e))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (br $l2)))
+    (local.set $inv
+      (f32x4.splat (f32.div (f32.const 1) (f32.add (call $hsum (local.get $sum)) (local.get $s)))))
+    (local.set $j (i32.const 0))
+    (block $done3
+      (loop $l3
+        (br_if $done3 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $off (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))))
+        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
+          (then
+            (v128.store (local.get $off) (f32x4.mul (v128.load (local.get $off)) (local.get $inv)))
+            (local.set $j (i32.add (local.get $j) (i32.const 4))))
+          (else
+            (f32.store (local.get $off)
+              (f32.mul (f32.load (local.get $off)) (f32x4.extract_lane 0 (local.get $inv))))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (br $l3))))
+)
