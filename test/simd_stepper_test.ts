@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import type { FloatArray, Nonlinearity } from "../src/math/mod.ts";
 import { matvec } from "../src/math/mod.ts";
 import { type CellKind, Network, Stepper } from "../src/nn/mod.ts";
-import { instantiateKernels, simdAvailable, SimdStepper } from "../src/math/simd/simd_stepper.ts";
+import { instantiateKernels, simdAvailable, SimdStepper } from "../src/nn/simd_stepper.ts";
 import { readModelFile } from "../src/format/mod.ts";
 import { assemble, WASM_URL, WAT_URL } from "../src/math/simd/build.ts";
 import type { Golden } from "./_golden.ts";

@@ -13,4 +13,5 @@ export * from "./gru_cell.ts";
 export * from "./lstm_cell.ts";
 export * from "./network.ts";
 export * from "./stepper.ts";
+export * from "./simd_stepper.ts";
 export * from "./sampling.ts";

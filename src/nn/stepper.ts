@@ -8,6 +8,25 @@ import type { Network } from "./network.ts";
 import { rnnStep } from "./rnn_cell.ts";
 
 /**
+ * What serving needs from a single-stream stepper: {@linkcode Stepper} (TypeScript) and the
+ * WebAssembly SIMD `SimdStepper` (src/math/simd) both provide it.
+ */
+export interface StreamStepper {
+  /** Output probabilities of the last step or readout (O). */
+  readonly probs: FloatArray;
+  /** Head scores of the last step or readout (O). */
+  readonly logits: FloatArray;
+  /** A zero state for a new stream. */
+  newState(): FloatArray;
+  /** One step; returns the probabilities. */
+  step(state: FloatArray, input: number | FloatArray): FloatArray;
+  /** One step; scores only. */
+  advance(state: FloatArray, input: number | FloatArray): void;
+  /** The distribution for the current state, without stepping. */
+  readout(state: FloatArray): FloatArray;
+}
+
+/**
  * Applies a network one step at a time to a single stream whose state the caller owns (a
  * session's hidden state, say). For embedding inputs the embedding is folded into layer 0's
  * input projection once, at construction: a step starts with a row lookup instead of a
@@ -24,7 +43,7 @@ import { rnnStep } from "./rnn_cell.ts";
  * const probs = stepper.step(state, 3); // next-token distribution (5)
  * ```
  */
-export class Stepper {
+export class Stepper implements StreamStepper {
   readonly net: Network;
   /** Output probabilities of the last step (O); overwritten by every step. */
   readonly probs: FloatArray;

@@ -2,7 +2,7 @@
 // by checksum, when loaded) and the `current` keys watched, so a version published while a
 // server runs reaches new sessions without a restart.
 import type { Model } from "../format/mod.ts";
-import { Stepper } from "../nn/mod.ts";
+import { simdAvailable, SimdStepper, Stepper, type StreamStepper } from "../nn/mod.ts";
 import { CharVocab } from "../text/char_vocab.ts";
 import { NotFoundError } from "./errors.ts";
 import { modelCurrentKey, validateModelName } from "./keys.ts";
@@ -16,8 +16,9 @@ export interface LoadedModel {
   model: Model;
   /** The input vocabulary, or null for dense-input models. */
   vocab: CharVocab | null;
-  /** A stepper shared by every session of this version (steps are synchronous, never interleaved). */
-  stepper: Stepper;
+  /** A stepper shared by every session of this version (steps are synchronous, never
+   * interleaved): the WebAssembly SIMD one where the platform has SIMD, else TypeScript's. */
+  stepper: StreamStepper;
 }
 
 /** Options of {@linkcode ModelCache}. */
@@ -110,7 +111,8 @@ export class ModelCache {
   async #fetch(name: string, version: number): Promise<LoadedModel> {
     const { manifest, model } = await loadModel(this.#kv, name, version);
     const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);
-    return { name, version, manifest, model, vocab, stepper: new Stepper(model.network) };
+    const stepper = simdAvailable() ? new SimdStepper(model.network) : new Stepper(model.network);
+    return { name, version, manifest, model, vocab, stepper };
   }
 
   /** Restarts the watches so they cover every model name seen so far. */

@@ -3,7 +3,7 @@
 // TypeScript baseline), one group per cell, at the size of a small character model:
 // V = O = 83, I = H = 256. Both read their probabilities back, as a caller would.
 import type { FloatArray } from "../../src/math/mod.ts";
-import { SimdStepper } from "../../src/math/simd/simd_stepper.ts";
+import { SimdStepper } from "../../src/nn/simd_stepper.ts";
 import { type CellKind, Network, Stepper } from "../../src/nn/mod.ts";
 
 const V = 83, I = 256, H = 256, O = 83;

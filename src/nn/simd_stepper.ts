@@ -3,9 +3,10 @@
 // The inference step of src/nn/stepper.ts on WebAssembly SIMD kernels (step.wat): the network's
 // weights are copied into one wasm memory at construction, packed for the kernel, and a step
 // makes a handful of wasm calls and two copies of the state, allocating nothing.
-import { type FloatArray, matmulABt } from "../mod.ts";
-import { gatesOf } from "../../nn/config.ts";
-import type { Network } from "../../nn/network.ts";
+import { type FloatArray, matmulABt } from "../math/mod.ts";
+import { gatesOf } from "./config.ts";
+import type { Network } from "./network.ts";
+import type { StreamStepper } from "./stepper.ts";
 
 /** The functions step.wat exports; every pointer is a byte offset into the shared memory. */
 export interface StepKernels {
@@ -87,7 +88,9 @@ let compiled: WebAssembly.Module | null = null;
  * @returns the module
  */
 export function stepModule(): WebAssembly.Module {
-  compiled ??= new WebAssembly.Module(Deno.readFileSync(new URL("./step.wasm", import.meta.url)));
+  compiled ??= new WebAssembly.Module(
+    Deno.readFileSync(new URL("../math/simd/step.wasm", import.meta.url)),
+  );
   return compiled;
 }
 
@@ -136,7 +139,7 @@ interface LayerPtrs {
  *
  * @example
  * ```ts
- * import { Network } from "../../nn/network.ts";
+ * import { Network } from "./network.ts";
  * import { SimdStepper, simdAvailable } from "./simd_stepper.ts";
  * const net = Network.create({ cell: "gru", nonlinearity: "tanh", input: "embedding",
  *   vocabSize: 5, inputSize: 4, hiddenSize: 8, layers: 2, outputSize: 5 }, 7);
@@ -147,7 +150,7 @@ interface LayerPtrs {
  * }
  * ```
  */
-export class SimdStepper {
+export class SimdStepper implements StreamStepper {
   readonly net: Network;
   /** Output probabilities of the last step (O), a view of wasm memory; overwritten by every step. */
   readonly probs: Float32Array;
