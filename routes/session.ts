@@ -87,6 +87,15 @@ export function sessionRoutes(sessions: SessionManager): Hono {
     const from = firstSeq(query.from, c.req.header("last-event-id"));
     const runner = await sessions.open(id, { model: query.model, from });
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
+    const wrongUse = runner.loaded.vocab === null
+      ? `model ${runner.loaded.name} reads dense vectors; it is not served over text`
+      : runner.loaded.vocab.markers.length > 0 && runner.seq === 0
+      ? `model ${runner.loaded.name} starts from a class: POST /session/${id}/generate with {"class": ...} first`
+      : null;
+    if (wrongUse !== null) {
+      await sessions.close(runner, false);
+      throw new HttpError(400, "wrong_task", wrongUse);
+    }
     if (runner.loaded.model.meta.task === "single") {
       // One to one: the whole (small) body is read first, so a wrong use is a plain 400.
       let events: SessionEvent[];
@@ -166,12 +175,21 @@ export function sessionRoutes(sessions: SessionManager): Hono {
             );
           }
           runner.startWithClass(opts.class);
-          if (opts.stop === undefined) stop = ["\n"]; // a name ends with its line
         } else if (opts.class !== undefined) {
           if (markers.length === 0) {
             throw new HttpError(400, "wrong_task", `model ${runner.loaded.name} takes no class`);
           }
           runner.startWithClass(opts.class); // throws: the session has started
+        }
+        if (markers.length > 0) {
+          if (runner.context.complete === "true") {
+            throw new HttpError(
+              409,
+              "conflict",
+              `session ${id} has generated its whole sequence; start a new session for another`,
+            );
+          }
+          if (opts.stop === undefined) stop = ["\n"]; // a name ends with its line
         }
       } catch (err) {
         await sessions.close(runner, false);

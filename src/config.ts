@@ -1,4 +1,5 @@
 // Server configuration from environment variables, the same locally and on Deno Deploy.
+import { validateModelName } from "./store/keys.ts";
 import { DEFAULT_LIMITS, type Limits } from "./stream/session.ts";
 
 /** Everything the server reads from its environment. */
@@ -34,7 +35,8 @@ export const LIMIT_ENV = {
  *
  * @param env a variable lookup (Deno.env.get by default)
  * @returns the configuration
- * @throws {RangeError} naming a variable whose value is not a positive number
+ * @throws {RangeError} naming a variable whose value is not a positive number (a whole number
+ *   for counts), an empty HOST; InvalidNameError for a DEFAULT_MODEL that cannot be a model name
  * @example
  * ```ts
  * import { loadConfig } from "./config.ts";
@@ -56,14 +58,21 @@ export function loadConfig(
   const limits = { ...DEFAULT_LIMITS };
   for (const [field, [name, unit]] of Object.entries(LIMIT_ENV)) {
     const key = field as keyof Limits;
-    limits[key] = positive(name, DEFAULT_LIMITS[key] / unit) * unit;
+    const value = positive(name, DEFAULT_LIMITS[key] / unit);
+    // Counts are whole numbers; durations in seconds may have fractions.
+    if (unit === 1 && !Number.isInteger(value)) {
+      throw new RangeError(`${name} must be a whole number, not ${JSON.stringify(env(name))}`);
+    }
+    limits[key] = value * unit;
   }
+  const host = env("HOST") ?? "0.0.0.0";
+  if (host.trim() === "") throw new RangeError("HOST must not be empty");
   const onDeploy = env("DENO_DEPLOYMENT_ID") !== undefined;
   return {
     port: positive("PORT", 8000),
-    host: env("HOST") ?? "0.0.0.0",
+    host,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kv.sqlite3"),
-    defaultModel: env("DEFAULT_MODEL") ?? "moby",
+    defaultModel: validateModelName(env("DEFAULT_MODEL") ?? "moby"),
     limits,
   };
 }

@@ -632,6 +632,13 @@ Deno.test("train refuses bad flags in one line on stderr and writes nothing to K
       ["--corpus /no/such/file", ["--corpus", "/no/such/file"], /\/no\/such\/file/],
       ["--init of a text file", ["--init", corpus], /safetensors|model/],
       ["--resume with no checkpoint", ["--resume"], /checkpoint/],
+      ["--keep 0 (checked before training)", ["--keep", "0"], /--keep/],
+      ["--export into a missing directory", ["--export", "/no/such/dir/m.safetensors"], /--export/],
+      [
+        "--judge that does not exist (read before training)",
+        ["--corpus", "names", "--task", "generate", "--judge", "/no/such.safetensors"],
+        /--judge \/no\/such\.safetensors/,
+      ],
     ];
     const results = await Promise.all(cases.map(([, flags], k) =>
       train([

@@ -1,4 +1,5 @@
 // `deno task train`: train a recurrent network with truncated BPTT and publish it to Deno KV.
+import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { encodeModel } from "../format/mod.ts";
 import { openKv, publishModel, validateModelName } from "../store/mod.ts";
@@ -99,8 +100,9 @@ function num(flag: string, text: string | undefined, fallback: number): number {
   return v;
 }
 
-/** Budget flags are the only ones --resume takes from the command line. */
+/** The flags --resume takes from the command line: budget, outputs and the judge. */
 const RESUME_FLAGS = new Set([
+  "judge",
   "steps",
   "time",
   "resume",
@@ -209,6 +211,17 @@ async function main(rawArgs: string[]): Promise<number> {
     temperature: num("temperature", values.temperature, D.temperature),
   };
   const keep = num("keep", values.keep, 3);
+  // Settings that are used only after training are checked before it.
+  if (!Number.isInteger(keep) || keep < 1 || keep > 1000) {
+    throw new RangeError(`--keep must be an integer in 1..1000, not ${values.keep}`);
+  }
+  if (values.export !== undefined) {
+    const dir = dirname(values.export);
+    const info = await Deno.stat(dir).catch(() => null);
+    if (info === null || !info.isDirectory) {
+      throw new Error(`--export ${values.export}: the directory ${dir} does not exist`);
+    }
+  }
   // Default names: moby, names (lm), names-classify, names-generate, names-single, or the file's.
   const defaultName = config.corpus === "moby-dick"
     ? "moby"

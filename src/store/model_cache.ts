@@ -49,7 +49,8 @@ export class ModelCache {
   readonly #onChange: (name: string, version: number | null) => void;
   readonly #entries = new Map<string, Promise<LoadedModel>>();
   readonly #current = new Map<string, number | null>();
-  #watches: ReadableStream<Deno.KvEntryMaybe<number>[]>[] = [];
+  #groups: WatchGroup[] = [];
+  readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   #closed = false;
 
   /**
@@ -72,11 +73,13 @@ export class ModelCache {
     validateModelName(name);
     if (this.#current.has(name)) return this.#current.get(name)!;
     const version = await getCurrentVersion(this.#kv, name);
-    if (!this.#current.has(name)) {
+    // Only published models are remembered and watched: a request naming a model that does not
+    // exist costs one read, and cannot grow this cache or the watches.
+    if (version !== null && !this.#current.has(name)) {
       this.#current.set(name, version);
-      this.#rewatch();
+      this.#watchName(name);
     }
-    return this.#current.get(name)!;
+    return version;
   }
 
   /**
@@ -115,26 +118,41 @@ export class ModelCache {
     return { name, version, manifest, model, vocab, stepper };
   }
 
-  /** Restarts the watches so they cover every model name seen so far. */
-  #rewatch(): void {
+  /** Adds a name to the watches: to the last group if it has room (KV watches at most 10 keys). */
+  #watchName(name: string): void {
     if (this.#closed) return;
-    for (const stream of this.#watches) stream.cancel().catch(() => {});
-    this.#watches = [];
-    const names = [...this.#current.keys()];
-    for (let k = 0; k < names.length; k += 10) {
-      const group = names.slice(k, k + 10);
-      const stream = this.#kv.watch<number[]>(group.map((n) => modelCurrentKey(n)));
-      this.#watches.push(stream);
-      this.#follow(group, stream).catch((err) => {
-        if (!this.#closed) console.error(`model watch stopped: ${(err as Error).message}`);
-      });
+    let group = this.#groups.at(-1);
+    if (group === undefined || group.names.length >= 10) {
+      group = { names: [], stream: null };
+      this.#groups.push(group);
     }
+    group.names.push(name);
+    this.#startWatch(group, 0);
   }
 
-  async #follow(group: string[], stream: ReadableStream<Deno.KvEntryMaybe<number>[]>) {
+  /** (Re)starts one group's watch; a watch that fails is retried with a growing delay. */
+  #startWatch(group: WatchGroup, failures: number): void {
+    if (this.#closed) return;
+    group.stream?.cancel().catch(() => {});
+    const names = [...group.names];
+    const stream = this.#kv.watch<number[]>(names.map((n) => modelCurrentKey(n)));
+    group.stream = stream;
+    this.#follow(names, stream).then(
+      () => {},
+      (err) => {
+        if (this.#closed || group.stream !== stream) return;
+        console.error(`model watch failed (${(err as Error).message}); retrying`);
+        const delay = Math.min(30_000, 500 * 2 ** failures);
+        const timer = setTimeout(() => this.#startWatch(group, failures + 1), delay);
+        this.#timers.add(timer);
+      },
+    );
+  }
+
+  async #follow(names: string[], stream: ReadableStream<Deno.KvEntryMaybe<number>[]>) {
     for await (const entries of stream) {
       entries.forEach((entry, k) => {
-        const name = group[k];
+        const name = names[k];
         const version = entry.value ?? null;
         if (this.#current.get(name) !== version) {
           this.#current.set(name, version);
@@ -147,7 +165,14 @@ export class ModelCache {
   /** Stops watching. */
   close(): void {
     this.#closed = true;
-    for (const stream of this.#watches) stream.cancel().catch(() => {});
-    this.#watches = [];
+    for (const group of this.#groups) group.stream?.cancel().catch(() => {});
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#groups = [];
   }
+}
+
+/** Up to 10 model names watched together. */
+interface WatchGroup {
+  names: string[];
+  stream: ReadableStream<Deno.KvEntryMaybe<number>[]> | null;
 }

@@ -103,6 +103,7 @@ export class SessionRunner {
   #cancelled = false;
   #failed = false;
   #inflight: Promise<void> = Promise.resolve();
+  #writing: Promise<void> = Promise.resolve();
 
   /** @internal use {@linkcode SessionManager.open} */
   constructor(
@@ -218,6 +219,7 @@ export class SessionRunner {
   /** Resolves when no {@linkcode SessionRunner.apply} is running. */
   async idle(): Promise<void> {
     await this.#inflight;
+    await this.#writing;
   }
 
   /**
@@ -306,7 +308,11 @@ export class SessionRunner {
         await emit(await this.checkpoint());
       }
       text = (text + token).slice(-Math.max(1, 2 * longest));
-      if (stop.some((s) => s !== "" && text.endsWith(s))) return "stop";
+      if (stop.some((s) => s !== "" && text.endsWith(s))) {
+        // A generator that wrote its end marker is done: a further generate would run on past it.
+        if (vocab.markers.length > 0 && token === "\n") this.#setContext("complete", "true");
+        return "stop";
+      }
     }
     return "length";
   }
@@ -318,6 +324,14 @@ export class SessionRunner {
    * @throws {ConflictError} when another writer changed the session meanwhile
    */
   async checkpoint(): Promise<SessionEvent> {
+    // One write at a time per runner: a second checkpoint (the request's close, SIGTERM) waits
+    // for the one in flight and then writes only if tokens were applied meanwhile.
+    const run = this.#writing.then(() => this.#checkpoint());
+    this.#writing = run.then(() => {}, () => {});
+    return await run;
+  }
+
+  async #checkpoint(): Promise<SessionEvent> {
     if (this.#versionstamp === null || this.#seq !== this.#durable) {
       const now = this.#deps.clock().toISOString();
       const record: SessionRecord = {
@@ -334,7 +348,7 @@ export class SessionRunner {
         this.#deps.limits.sessionTtlMs,
       );
       this.#record = record;
-      this.#durable = this.#seq;
+      this.#durable = record.seq;
     }
     return { event: "checkpoint", id: this.#durable, data: { seq: this.#durable } };
   }
@@ -382,9 +396,14 @@ export class SessionRunner {
     if (id < 0) {
       throw new InputError("bad_input", `token ${JSON.stringify(token)} is not in the vocabulary`);
     }
-    if (this.#skip > 0) {
-      // A resend of the token this session already answered: answer again, apply nothing.
-      this.#skip--;
+    if (this.#skip > 1) {
+      throw new ConflictError(
+        `session ${this.id} is at seq ${this.#seq}: a one-to-one session can answer again only its last token (from=${this.#seq})`,
+      );
+    }
+    if (this.#skip === 1) {
+      // A resend of the token this session last answered: answer again, apply nothing.
+      this.#skip = 0;
       return await this.finish();
     }
     this.state.fill(0);
@@ -418,10 +437,16 @@ export class SessionRunner {
     }
     this.loaded.stepper.advance(this.state, vocab.tokenId(marker));
     this.#seq++;
-    this.#record = {
-      ...this.#record,
-      context: { ...this.#record.context, class: marker.slice(1, -1) },
-    };
+    this.#setContext("class", marker.slice(1, -1));
+  }
+
+  /** Facts fixed for the session (the class a generator was started with, ...). */
+  get context(): Readonly<Record<string, string>> {
+    return this.#record.context;
+  }
+
+  #setContext(key: string, value: string): void {
+    this.#record = { ...this.#record, context: { ...this.#record.context, [key]: value } };
   }
 
   /** @internal */
@@ -590,7 +615,8 @@ export class SessionManager {
   async checkpointAll(): Promise<{ written: number; failed: number }> {
     let written = 0, failed = 0;
     for (const r of this.#active.values()) {
-      if (r === "opening") continue;
+      // A failed request told its client its durable seq: what it applied since is dropped.
+      if (r === "opening" || r.failed) continue;
       r.cancel();
       await r.idle(); // a checkpoint may be under way: let it land first
       if (r.seq === r.durableSeq) continue;

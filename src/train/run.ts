@@ -320,6 +320,8 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
       ...(ckpt.run as unknown as TrainConfig),
       steps: config.steps,
       timeSeconds: config.timeSeconds,
+      // The judge only scores the result: a resumed run may name another (or fix a bad path).
+      judge: config.judge ?? (ckpt.run as unknown as TrainConfig).judge ?? null,
     };
     if (config.steps === null && config.timeSeconds === null) {
       const saved = ckpt.run as unknown as TrainConfig;
@@ -328,6 +330,17 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     }
   }
   validateTrainConfig(config);
+  // Read the judge before training, so a bad path fails in a second, not after the run.
+  const judge = config.task !== "generate" || config.judge === null
+    ? null
+    : await readModelFile(config.judge).catch((err) => {
+      throw new Error(`--judge ${config.judge}: ${(err as Error).message}`);
+    });
+  if (judge !== null && (judge.meta.labels === null || judge.meta.vocabulary === null)) {
+    throw new RangeError(
+      `--judge ${config.judge} is a ${judge.meta.task} model; a classifier is needed`,
+    );
+  }
   const corpus = await loadCorpus(config.corpus);
   const setup = config.task === "lm"
     ? await setupLm(config, corpus.text, ckpt)
@@ -519,9 +532,6 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
       );
     }
   } else if (config.task === "generate") {
-    const judge = config.judge === null ? null : await readModelFile(config.judge).catch((err) => {
-      throw new Error(`--judge ${config.judge}: ${(err as Error).message}`);
-    });
     const report = generationReport(
       model,
       judge,
