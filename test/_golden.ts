@@ -1,7 +1,8 @@
 // Shared by the tests that compare with PyTorch: the recorded vectors of
 // fixtures/make_golden.py and a closeness assertion that names the worst entry.
-import assert from "node:assert/strict";
 import { readModelFile } from "../src/format/mod.ts";
+
+export { assertClose } from "./_close.ts";
 
 /** The vectors recorded for one case (see fixtures/make_golden.py for their meaning). */
 export interface Golden {
@@ -60,35 +61,4 @@ export async function loadCase(name: string) {
   const golden: Golden = JSON.parse(await Deno.readTextFile(new URL(`${name}.json`, dir)));
   const model = await readModelFile(new URL(`${name}.safetensors`, dir).pathname);
   return { golden, model };
-}
-
-/** Asserts |actual - expected| ≤ atol + rtol·|expected| everywhere, naming the worst entry. */
-export function assertClose(
-  what: string,
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  atol: number,
-  rtol = 0,
-) {
-  assert.equal(
-    actual.length,
-    expected.length,
-    `${what}: length ${actual.length} ≠ ${expected.length}`,
-  );
-  let worst = -1, worstExcess = 0, worstDiff = 0;
-  for (let k = 0; k < expected.length; k++) {
-    const diff = Math.abs(actual[k] - expected[k]);
-    const excess = diff - (atol + rtol * Math.abs(expected[k]));
-    if (!(excess <= worstExcess)) {
-      worst = k;
-      worstExcess = excess;
-      worstDiff = diff;
-    }
-  }
-  assert.ok(
-    worst < 0,
-    `${what}[${worst}]: ${actual[worst]} vs PyTorch ${
-      expected[worst]
-    } (difference ${worstDiff}, tolerance ${atol} + ${rtol}·|ref|)`,
-  );
 }

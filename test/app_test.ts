@@ -3,6 +3,7 @@
 // version pinning, concurrent writers, client aborts, the error paths and generation. Expected
 // outputs come from an independent Stepper over the same model file, never from the server.
 import assert from "node:assert/strict";
+import { assertClose } from "./_close.ts";
 import type { Hono } from "hono";
 import { createApp } from "../src/app.ts";
 import { decodeModel, encodeModel, type Model, readModelFile } from "../src/format/mod.ts";
@@ -40,19 +41,9 @@ function perturbed(model: Model): Model {
 
 const TOL = 1e-6;
 
-/** Asserts |a - b| <= TOL element-wise, naming the largest difference on failure. */
-function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string) {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let worst = 0, at = -1;
-  for (let k = 0; k < actual.length; k++) {
-    const d = Math.abs(actual[k] - expected[k]);
-    if (!(d <= worst)) [worst, at] = [d, k];
-  }
-  assert.ok(
-    worst <= TOL,
-    `${what}: largest difference ${worst} at ${at} (${actual[at]} vs ${expected[at]})`,
-  );
-}
+/** Asserts |actual - expected| <= TOL everywhere, naming the worst entry. */
+const near = (actual: ArrayLike<number>, expected: ArrayLike<number>, what: string) =>
+  assertClose(what, actual, expected, TOL);
 
 /** An independent run of a model: a Stepper of its own and a state the test owns. */
 class Reference {
@@ -117,7 +108,7 @@ function assertSteps(
     const top = e.data.top as { token: string; p: number }[];
     const want = topIndices(expected[j], k);
     assert.deepEqual(top.map((t) => t.token), want.map((i) => vocab[i]), `top of step ${seq}`);
-    assertClose(top.map((t) => t.p), want.map((i) => expected[j][i]), `probs of step ${seq}`);
+    near(top.map((t) => t.p), want.map((i) => expected[j][i]), `probs of step ${seq}`);
   });
 }
 
@@ -311,7 +302,7 @@ Deno.test("POST /session/:id streams step, step, checkpoint, done with exact SSE
     assert.equal(text, expected);
 
     // And the durable state is the reference's state after "ab".
-    assertClose(stateOf(await readSession(kv, "wire")), ref.state, "state after ab");
+    near(stateOf(await readSession(kv, "wire")), ref.state, "state after ab");
   });
 });
 
@@ -377,7 +368,7 @@ Deno.test("POST /session/:id reads text/plain, NDJSON and SSE bodies to the same
           ["checkpoint", "7"],
           ["done", "7"],
         ], name);
-        assertClose(stateOf(await readSession(kv, name)), ref.state, `state of ${name}`);
+        near(stateOf(await readSession(kv, name)), ref.state, `state of ${name}`);
       }
       assert.deepEqual(results.get("ndjson"), results.get("plain"));
       assert.deepEqual(results.get("sse"), results.get("plain"));
@@ -454,7 +445,7 @@ Deno.test("GET and DELETE /session/:id: inspect, continue, delete", async (t) =>
       assert.equal(steps(again.events)[0].data.seq, 1);
       const ref = new Reference(GRU);
       ref.feed("d");
-      assertClose(stateOf(await readSession(kv, "s")), ref.state, "fresh state");
+      near(stateOf(await readSession(kv, "s")), ref.state, "fresh state");
     });
   });
 });
@@ -562,7 +553,7 @@ Deno.test("a session stays on the model version it started on; new sessions get 
       const probs = ref.feed("the cat");
       assertSteps(steps(events), probs.slice(3), [..." cat"], 4, 3, VOCAB);
       assert.equal((await readSession(kv, "old"))!.record.version, 1);
-      assertClose(stateOf(await readSession(kv, "old")), ref.state, "v1 state");
+      near(stateOf(await readSession(kv, "old")), ref.state, "v1 state");
     });
 
     await t.step("a new session gets version 2", async () => {
@@ -653,7 +644,7 @@ Deno.test("one request at a time per session: a second gets 409 at once, then su
     assert.deepEqual(steps(events).map((e) => e.data.seq), [4]);
     const ref = new Reference(GRU);
     ref.feed("abcd");
-    assertClose(stateOf(await readSession(kv, "busy")), ref.state, "state after abcd");
+    near(stateOf(await readSession(kv, "busy")), ref.state, "state after abcd");
   });
 });
 
@@ -691,7 +682,7 @@ Deno.test("two servers writing one session: exactly one wins, the other gets a c
     assert.equal(stored!.record.seq, texts[winner].length);
     const ref = new Reference(GRU);
     ref.feed(texts[winner]);
-    assertClose(stateOf(stored), ref.state, "the winner's state, nothing of the loser's");
+    near(stateOf(stored), ref.state, "the winner's state, nothing of the loser's");
   } finally {
     models1.close();
     models2.close();
@@ -725,7 +716,7 @@ Deno.test("a client that goes away: the server stops, checkpoints what it applie
     assert.equal(stored!.record.seq, 4, "3 events received, 4 tokens applied and durable");
     const ref = new Reference(GRU);
     ref.feed("abcd");
-    assertClose(stateOf(stored), ref.state, "state after abcd");
+    near(stateOf(stored), ref.state, "state after abcd");
     const info = await (await app.request("/session/gone")).json();
     assert.deepEqual([info.seq, info.durable_seq], [4, 4]);
 
@@ -733,7 +724,7 @@ Deno.test("a client that goes away: the server stops, checkpoints what it applie
     const { events } = await stream(app, "gone", "de", { headers: { "last-event-id": "3" } });
     assert.deepEqual(steps(events).map((e) => e.data.seq), [5]);
     ref.feed("e");
-    assertClose(stateOf(await readSession(kv, "gone")), ref.state, "state after abcde");
+    near(stateOf(await readSession(kv, "gone")), ref.state, "state after abcde");
   });
 });
 
@@ -1018,7 +1009,7 @@ Deno.test("POST /session/:id/generate: seeded, greedy at temperature 0, stops, e
         probs = ref.step(id);
       }
       assert.deepEqual(got.tokens, want);
-      assertClose(stateOf(await readSession(kv, "greedy")), ref.state, "state after greedy");
+      near(stateOf(await readSession(kv, "greedy")), ref.state, "state after greedy");
     });
 
     await t.step(
@@ -1065,7 +1056,7 @@ Deno.test("POST /session/:id/generate: seeded, greedy at temperature 0, stops, e
       ref.feedTokens(got.tokens);
       const probs = ref.feed("x");
       assertSteps(steps(events), probs, ["x"], prime.length + 11, 2, VOCAB);
-      assertClose(stateOf(await readSession(kv, "ext")), ref.state, "state after generate + x");
+      near(stateOf(await readSession(kv, "ext")), ref.state, "state after generate + x");
     });
   });
 });

