@@ -5,6 +5,7 @@ import { encodeModel } from "../format/mod.ts";
 import { openKv, publishModel, validateModelName } from "../store/mod.ts";
 import { loadCheckpoint } from "../train/checkpoint.ts";
 import { ProgressReporter } from "../train/progress.ts";
+import { corpusName } from "../text/corpus.ts";
 import { RUN_FILES, runTraining, TRAIN_DEFAULTS, type TrainConfig } from "../train/run.ts";
 
 const D = TRAIN_DEFAULTS;
@@ -223,13 +224,9 @@ async function main(rawArgs: string[]): Promise<number> {
     }
   }
   // Default names: moby, names (lm), names-classify, names-generate, names-single, or the file's.
-  const defaultName = config.corpus === "moby-dick"
-    ? "moby"
-    : config.corpus === "names"
-    ? (config.task === "lm" ? "names" : `names-${config.task}`)
-    : (config.corpus.split(/[\\/]/).pop()!.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]/g, "-")
-      .slice(0, 64) ||
-      "corpus");
+  const defaultName = config.corpus === "names" && config.task !== "lm"
+    ? `names-${config.task}`
+    : corpusName(config.corpus);
   const name = validateModelName(values.name ?? defaultName);
   const runDir = values["run-dir"] ?? `./data/runs/${name}`;
   if (values.resume) {

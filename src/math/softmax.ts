@@ -5,6 +5,25 @@ import type { FloatArray } from "./types.ts";
 export const NO_TARGET = -1;
 
 /**
+ * Index of the largest of `n` values starting at `from` (the first one on ties).
+ *
+ * @param values the buffer
+ * @param from offset of the first value
+ * @param n how many values
+ * @returns the index, relative to `from`
+ * @example
+ * ```ts
+ * import { argmax } from "./softmax.ts";
+ * argmax(new Float32Array([0, 3, 3]), 0, 3); // 1
+ * ```
+ */
+export function argmax(values: ArrayLike<number>, from: number, n: number): number {
+  let best = 0;
+  for (let j = 1; j < n; j++) if (values[from + j] > values[from + best]) best = j;
+  return best;
+}
+
+/**
  * Softmax of one row, numerically stable (the maximum is subtracted first).
  *
  * @param out probabilities (C), written

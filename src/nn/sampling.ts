@@ -1,5 +1,5 @@
 // O outputs. Drawing the next token from a head's scores: temperature, top-k, top-p, seeded.
-import type { FloatArray, Rng } from "../math/mod.ts";
+import { argmax, type FloatArray, type Rng } from "../math/mod.ts";
 
 /** How to draw from a distribution. */
 export interface SamplingOptions {
@@ -51,8 +51,7 @@ export class Sampler {
     if (logits.length !== o) {
       throw new RangeError(`sampler is for ${o} outputs, not ${logits.length}`);
     }
-    let best = 0;
-    for (let j = 1; j < o; j++) if (logits[j] > logits[best]) best = j;
+    const best = argmax(logits, 0, o);
     if (temperature === 0 || topK === 1) return best;
     const probs = this.#probs;
     let sum = 0;

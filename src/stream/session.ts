@@ -2,7 +2,7 @@
 // the recurrent step applied per token, checkpoints to KV with a versionstamp check, and the
 // events a client sees. Exactly once: every token has a seq; a request may start from any
 // seq ≤ durable seq + 1 and tokens at or below the session's seq are skipped, never re-applied.
-import { Rng } from "../math/mod.ts";
+import { argmax, Rng } from "../math/mod.ts";
 import { Sampler, type SamplingOptions } from "../nn/mod.ts";
 import { ConflictError, NotFoundError, TooLargeError } from "../store/errors.ts";
 import type { LoadedModel, ModelCache } from "../store/model_cache.ts";
@@ -371,8 +371,7 @@ export class SessionRunner {
   result(): SessionEvent {
     const labels = this.loaded.model.meta.labels ?? [];
     const probs = this.loaded.stepper.readout(this.state);
-    let best = 0;
-    for (let k = 1; k < labels.length; k++) if (probs[k] > probs[best]) best = k;
+    const best = argmax(probs, 0, labels.length);
     const out: Record<string, number> = {};
     labels.forEach((n, k) => out[n] = probs[k]);
     return {

@@ -36,6 +36,25 @@ export function firstNames(): { female: string[]; male: string[] } {
 }
 
 /**
+ * The short name of a corpus, the default name of a model trained on it: `moby` for moby-dick,
+ * `names`, or a file's base name made safe for a model name.
+ *
+ * @param source a built-in name or a file path
+ * @returns the name
+ * @example
+ * ```ts
+ * import { corpusName } from "./corpus.ts";
+ * corpusName("texts/my story.txt"); // "my-story"
+ * ```
+ */
+export function corpusName(source: string): string {
+  if (source === "moby-dick") return "moby";
+  if (source === "names") return "names";
+  const base = source.split(/[\\/]/).pop()!.replace(/\.[^.]*$/, "");
+  return base.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "corpus";
+}
+
+/**
  * Loads a corpus by name (`moby-dick`, `names`: one name per line, female and male lists
  * merged, sorted and deduplicated) or from a UTF-8 text file.
  *
@@ -50,11 +69,11 @@ export function firstNames(): { female: string[]; male: string[] } {
  * ```
  */
 export async function loadCorpus(source: string): Promise<Corpus> {
-  if (source === "moby-dick") return { name: "moby", text: mobyDickText() };
+  if (source === "moby-dick") return { name: corpusName(source), text: mobyDickText() };
   if (source === "names") {
     const { female, male } = firstNames();
     const all = [...new Set([...female, ...male])].sort();
-    return { name: "names", text: all.join("\n") + "\n" };
+    return { name: corpusName(source), text: all.join("\n") + "\n" };
   }
   let bytes: Uint8Array;
   try {
@@ -72,7 +91,5 @@ export async function loadCorpus(source: string): Promise<Corpus> {
   } catch {
     throw new Error(`corpus file ${source} is not valid UTF-8`);
   }
-  const base = source.split(/[\\/]/).pop()!.replace(/\.[^.]*$/, "");
-  const name = base.replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 64) || "corpus";
-  return { name, text };
+  return { name: corpusName(source), text };
 }

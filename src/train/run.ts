@@ -1,7 +1,7 @@
 // A whole training run: corpus -> vocabulary -> TBPTT updates under a budget, periodic
 // evaluation, checkpoints, a JSON-lines metrics log and a loss-curve picture, a final sample.
 import { type Model, readModelFile, type Task, TASKS } from "../format/mod.ts";
-import { NO_TARGET, Rng } from "../math/mod.ts";
+import { argmax, NO_TARGET, Rng } from "../math/mod.ts";
 import { type CellKind, Network, Sampler, Stepper } from "../nn/mod.ts";
 import { GENDERS, type LabelledName, namesDataset } from "../text/names.ts";
 import { evaluateSequences, type Sequence, SequenceTrainer } from "./sequences.ts";
@@ -714,6 +714,26 @@ function setupNames(config: TrainConfig, ckpt: Checkpoint | null): Setup {
 }
 
 /**
+ * A classifier as a function of text: steps the text from a zero state and answers with the
+ * most likely label and its probability.
+ *
+ * @param model a classify or single model
+ * @returns the function; it reuses one stepper, so answers are computed one at a time
+ */
+export function classifier(model: Model): (text: string) => { label: string; p: number } {
+  const vocab = new CharVocab(model.meta.vocabulary!);
+  const stepper = new Stepper(model.network);
+  const labels = model.meta.labels!;
+  return (text) => {
+    const state = stepper.newState();
+    let probs = stepper.readout(state);
+    for (const id of vocab.encode(text)) probs = stepper.step(state, id);
+    const best = argmax(probs, 0, labels.length);
+    return { label: labels[best], p: probs[best] };
+  };
+}
+
+/**
  * Classifies a few names and shows the answers, one per line.
  *
  * @param model a classify or single model
@@ -722,15 +742,10 @@ function setupNames(config: TrainConfig, ckpt: Checkpoint | null): Setup {
  * @returns lines like `Anna: female 0.97`
  */
 export function classificationExamples(model: Model, names: string[], task: Task): string {
-  const vocab = new CharVocab(model.meta.vocabulary!);
-  const stepper = new Stepper(model.network);
+  const classify = classifier(model);
   return names.map((name) => {
-    const state = stepper.newState();
-    const ids = vocab.encode(task === "single" ? name.slice(-1) : name);
-    let probs = stepper.readout(state);
-    for (const id of ids) probs = stepper.step(state, id);
-    const best = probs[0] >= probs[1] ? 0 : 1;
-    return `${name}: ${model.meta.labels![best]} ${probs[best].toFixed(2)}`;
+    const { label, p } = classify(task === "single" ? name.slice(-1) : name);
+    return `${name}: ${label} ${p.toFixed(2)}`;
   }).join("\n");
 }
 
@@ -758,17 +773,15 @@ export function generationReport(
   const markers = vocab.markers;
   const lines: string[] = [];
   const metrics: Record<string, number> = {};
+  const judgeOf = judge === null ? null : classifier(judge);
   let newTotal = 0, agreeTotal = 0, total = 0;
   markers.forEach((marker, k) => {
     const names = generateNames(model, marker, perClass, temperature, seed + k);
     const fresh = names.filter((n) => n.length > 0 && !known.has(n)).length;
     let agree = NaN;
-    if (judge !== null) {
+    if (judgeOf !== null) {
       const label = marker.slice(1, -1);
-      const answers = classificationExamples(judge, names.filter((n) => n.length > 0), "classify")
-        .split("\n");
-      agree = answers.filter((a) => a.split(": ")[1]?.startsWith(label + " ")).length /
-        names.length;
+      agree = names.filter((n) => n.length > 0 && judgeOf(n).label === label).length / names.length;
       agreeTotal += agree * names.length;
     }
     newTotal += fresh;

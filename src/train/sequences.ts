@@ -4,7 +4,7 @@
 //   one to many (generate): at every step after the class token (teacher forcing);
 //   one to one (single): its only step.
 // Sequences of equal length are batched together, so no padding ever touches a state.
-import { crossEntropy, NO_TARGET, Rng } from "../math/mod.ts";
+import { argmax, crossEntropy, NO_TARGET, Rng } from "../math/mod.ts";
 import { type Network, Workspace } from "../nn/mod.ts";
 import { shuffle } from "../text/names.ts";
 import { clipGradNorm, type Optimizer } from "./optimizers.ts";
@@ -203,9 +203,7 @@ export function evaluateSequences(
     count += r.count;
     for (let row = 0; row < t * b; row++) {
       if (targets[row] === NO_TARGET) continue;
-      let best = 0;
-      for (let j = 1; j < o; j++) if (ws.logits[row * o + j] > ws.logits[row * o + best]) best = j;
-      if (best === targets[row]) right++;
+      if (argmax(ws.logits, row * o, o) === targets[row]) right++;
     }
   }
   return { loss: total / count, accuracy: right / count, count };
