@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { HttpError } from "../src/errors.ts";
 import { validateModelName } from "../src/store/keys.ts";
-import { listModels, type ModelManifest } from "../src/store/registry.ts";
+import { describeModel, listModels, type ModelManifest } from "../src/store/registry.ts";
 
 /** A manifest without its (long) vocabulary and curves, for listings. */
 function summary(m: ModelManifest) {
@@ -33,8 +33,8 @@ export function modelRoutes(kv: Deno.Kv): Hono {
 
   app.get("/:name", async (c) => {
     const name = validateModelName(c.req.param("name"));
-    const found = (await listModels(kv)).find((m) => m.name === name);
-    if (found === undefined) throw new HttpError(404, "not_found", `no model ${name}`);
+    const found = await describeModel(kv, name);
+    if (found === null) throw new HttpError(404, "not_found", `no model ${name}`);
     return c.json({ name, current: found.current, versions: found.versions });
   });
 

@@ -401,16 +401,39 @@ export async function listModels(kv: Deno.Kv): Promise<ModelListing[]> {
   for await (const entry of kv.list<ModelIndex>({ prefix: MODEL_INDEX_PREFIX })) {
     indexes.push({ name: String(entry.key[1]), versions: entry.value.versions });
   }
-  return await Promise.all(indexes.map(async ({ name, versions }) => {
-    const keys = [modelCurrentKey(name), ...versions.map((v) => modelManifestKey(name, v))];
-    const [current, ...manifests] = await getManyBatched(kv, keys);
-    return {
-      name,
-      current: current.value as number | null,
-      // A manifest missing here was pruned by a publish between the index read and this one.
-      versions: manifests.map((e) => e.value as ModelManifest | null).filter((m) => m !== null),
-    };
-  }));
+  return await Promise.all(indexes.map(({ name, versions }) => listing(kv, name, versions)));
+}
+
+/**
+ * One model as {@linkcode listModels} reports it, reading only that model's keys.
+ *
+ * @param kv the store
+ * @param name a model name
+ * @returns its current version and kept manifests, or null when it has never been published
+ * @throws {InvalidNameError} for a bad name
+ * @example
+ * ```ts
+ * import { describeModel } from "./registry.ts";
+ * const kv = await Deno.openKv(":memory:");
+ * await describeModel(kv, "names"); // null
+ * kv.close();
+ * ```
+ */
+export async function describeModel(kv: Deno.Kv, name: string): Promise<ModelListing | null> {
+  validateModelName(name);
+  const index = await kv.get<ModelIndex>(modelIndexKey(name));
+  return index.value === null ? null : await listing(kv, name, index.value.versions);
+}
+
+async function listing(kv: Deno.Kv, name: string, versions: number[]): Promise<ModelListing> {
+  const keys = [modelCurrentKey(name), ...versions.map((v) => modelManifestKey(name, v))];
+  const [current, ...manifests] = await getManyBatched(kv, keys);
+  return {
+    name,
+    current: current.value as number | null,
+    // A manifest missing here was pruned by a publish between the index read and this one.
+    versions: manifests.map((e) => e.value as ModelManifest | null).filter((m) => m !== null),
+  };
 }
 
 /**
