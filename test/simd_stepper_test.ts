@@ -216,3 +216,41 @@ Deno.test("SimdStepper gives PyTorch's per-step probabilities for lstm_l2_h32", 
     `probabilities ${worstProbs}, state ${worstState} (tolerance ${TOLERANCE})`,
   );
 });
+
+Deno.test("stepMany gives every stream the same bits as stepping it alone", async (t) => {
+  for (const cell of ["rnn", "gru", "lstm"] as const) {
+    for (const layers of [1, 2]) {
+      await t.step(`${cell}, ${layers} layer(s)`, () => {
+        const net = Network.create({
+          cell,
+          nonlinearity: "tanh",
+          input: "embedding",
+          vocabSize: 11,
+          inputSize: 6,
+          hiddenSize: 21, // off a multiple of 4 and 16
+          layers,
+          outputSize: 11,
+        }, 3);
+        for (const make of [() => new SimdStepper(net), () => new Stepper(net)]) {
+          const stepper = make(), alone = make();
+          for (const n of [1, 2, 3, 5, stepper.maxBatch]) {
+            const states = Array.from({ length: n }, () => stepper.newState());
+            const copies = Array.from({ length: n }, () => alone.newState());
+            for (let round = 0; round < 4; round++) {
+              const tokens = Array.from({ length: n }, (_, s) => (s * 7 + round * 3) % 11);
+              const many = stepper.stepMany(states, tokens, n);
+              for (let s = 0; s < n; s++) {
+                const probs = alone.step(copies[s], tokens[s]);
+                const at = s * stepper.probsStride;
+                assert.deepEqual(many.slice(at, at + 11), probs.slice(), `stream ${s} of ${n}`);
+                assert.deepEqual(states[s], copies[s], `state of stream ${s} of ${n}`);
+              }
+            }
+          }
+          assert.throws(() => stepper.stepMany([], [], stepper.maxBatch + 1), RangeError);
+          assert.throws(() => stepper.stepMany([stepper.newState()], [11], 1), RangeError);
+        }
+      });
+    }
+  }
+});

@@ -6,7 +6,7 @@
 import { type FloatArray, matmulABt } from "../math/mod.ts";
 import { gatesOf } from "./config.ts";
 import type { Network } from "./network.ts";
-import type { StreamStepper } from "./stepper.ts";
+import { checkBatch, MAX_BATCH, type StreamStepper } from "./stepper.ts";
 
 /** The functions step.wat exports; every pointer is a byte offset into the shared memory. */
 export interface StepKernels {
@@ -16,6 +16,17 @@ export interface StepKernels {
   pack(dst: number, src: number, m: number, k: number): void;
   /** `y = W x + b` with W packed; b and y padded to a multiple of 16 floats. */
   matvec_packed(y: number, w: number, x: number, b: number, m: number, k: number): void;
+  /** `matvec_packed` for n streams at once; x's rows `xs` floats apart, y's padded to 16. */
+  matmul_packed(
+    y: number,
+    w: number,
+    x: number,
+    xs: number,
+    b: number,
+    m: number,
+    k: number,
+    n: number,
+  ): void;
   /** `h = tanh(gi + gh)` (H). */
   rnn_tanh(h: number, gi: number, gh: number, n: number): void;
   /** `h = relu(gi + gh)` (H). */
@@ -32,43 +43,21 @@ export interface StepKernels {
   tanh(y: number, x: number, n: number): void;
 }
 
-// (module (func (result v128) (v128.const i32x4 0 0 0 0))): validates only where SIMD exists.
-const SIMD_PROBE = new Uint8Array([
-  0x00,
-  0x61,
-  0x73,
-  0x6d,
-  0x01,
-  0x00,
-  0x00,
-  0x00, // magic, version
-  0x01,
-  0x05,
-  0x01,
-  0x60,
-  0x00,
-  0x01,
-  0x7b, // types: () -> v128
-  0x03,
-  0x02,
-  0x01,
-  0x00, // functions: one of type 0
-  0x0a,
-  0x16,
-  0x01,
-  0x14,
-  0x00,
-  0xfd,
-  0x0c, // code: no locals, v128.const
-  ...new Array(16).fill(0),
-  0x0b, // end
-]);
+let bytes: Uint8Array<ArrayBuffer> | null = null;
+let compiled: WebAssembly.Module | null = null;
+
+/** step.wasm's bytes, read on first use (every task that serves or predicts may read src/). */
+function stepBytes(): Uint8Array<ArrayBuffer> {
+  bytes ??= Deno.readFileSync(new URL("../math/simd/step.wasm", import.meta.url));
+  return bytes;
+}
 
 /**
- * Whether this runtime runs WebAssembly SIMD (and so {@linkcode SimdStepper}); callers fall
- * back to `Stepper` when it does not.
+ * Whether this runtime runs step.wasm (WebAssembly SIMD with relaxed SIMD's fused multiply-add,
+ * as V8 has since 2023) and so {@linkcode SimdStepper}; callers fall back to `Stepper` when it
+ * does not. Asks the runtime to validate the module itself, so any feature it uses is covered.
  *
- * @returns true when a module using `v128` validates
+ * @returns true when step.wasm validates
  * @example
  * ```ts
  * import { simdAvailable } from "./simd_stepper.ts";
@@ -76,21 +65,16 @@ const SIMD_PROBE = new Uint8Array([
  * ```
  */
 export function simdAvailable(): boolean {
-  return typeof WebAssembly === "object" && WebAssembly.validate(SIMD_PROBE);
+  return typeof WebAssembly === "object" && WebAssembly.validate(stepBytes());
 }
 
-let compiled: WebAssembly.Module | null = null;
-
 /**
- * The compiled step.wasm, read and compiled on first use (needs read access to this directory,
- * which every task that serves or predicts already has) and shared by every instance.
+ * The compiled step.wasm, compiled on first use and shared by every instance.
  *
  * @returns the module
  */
 export function stepModule(): WebAssembly.Module {
-  compiled ??= new WebAssembly.Module(
-    Deno.readFileSync(new URL("../math/simd/step.wasm", import.meta.url)),
-  );
+  compiled ??= new WebAssembly.Module(stepBytes());
   return compiled;
 }
 
@@ -169,6 +153,14 @@ export class SimdStepper implements StreamStepper {
   readonly #probsPtr: number; // (ceil16(O))
   readonly #headW: number; // (ceil16(O), H) packed
   readonly #headB: number; // (ceil16(O))
+  readonly #f32: Float32Array; // the whole memory (fixed size, so never detached)
+  readonly #manyStates: number; // (MAX_BATCH, S*L*H)
+  readonly #manyGi: number; // (MAX_BATCH, ceil16(G*H))
+  readonly #manyGh: number; // (MAX_BATCH, ceil16(G*H))
+  readonly #manyLogits: number; // (MAX_BATCH, ceil16(O))
+  readonly #manyProbs: Float32Array; // (MAX_BATCH, ceil16(O)), a view of wasm memory
+  readonly maxBatch: number = MAX_BATCH;
+  readonly probsStride: number;
 
   /**
    * Copies the network's weights into wasm memory, packed for the kernels.
@@ -210,6 +202,11 @@ export class SimdStepper implements StreamStepper {
     }
     this.#headW = take(pad16(o) * h);
     this.#headB = take(pad16(o));
+    this.#manyStates = take(MAX_BATCH * net.stateSize);
+    this.#manyGi = take(MAX_BATCH * pad16(g));
+    this.#manyGh = take(MAX_BATCH * pad16(g));
+    this.#manyLogits = take(MAX_BATCH * pad16(o));
+    const manyProbs = take(MAX_BATCH * pad16(o));
     // Row-major matrices are copied here, then packed into place by the kernel that reads them.
     const scratch = take(Math.max(g * Math.max(i, h), o * h));
 
@@ -251,6 +248,9 @@ export class SimdStepper implements StreamStepper {
     this.#input = embedding ? null : f32.subarray(this.#inputPtr / 4, this.#inputPtr / 4 + i);
     this.logits = f32.subarray(this.#logitsPtr / 4, this.#logitsPtr / 4 + o);
     this.probs = f32.subarray(this.#probsPtr / 4, this.#probsPtr / 4 + o);
+    this.#f32 = f32;
+    this.probsStride = pad16(o);
+    this.#manyProbs = f32.subarray(manyProbs / 4, manyProbs / 4 + MAX_BATCH * pad16(o));
   }
 
   /**
@@ -273,6 +273,60 @@ export class SimdStepper implements StreamStepper {
     this.advance(state, input);
     this.#k.softmax(this.#probsPtr, this.#logitsPtr, this.probs.length);
     return this.probs;
+  }
+
+  /**
+   * Steps n streams on token ids at once: the weights are read once per pair of streams
+   * (matmul_packed) instead of once per stream, and each stream gets the same bits as from
+   * {@linkcode SimdStepper.step}. Embedding networks only.
+   *
+   * @param states the streams' states (S·L·H each), updated in place
+   * @param tokens one token id per stream
+   * @param n how many streams (at most {@linkcode MAX_BATCH})
+   * @returns the probabilities, stream s's at `s * probsStride`, a view of wasm memory valid
+   *   until the next step
+   */
+  stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): Float32Array {
+    checkBatch(n, states, tokens);
+    if (this.#input !== null) throw new TypeError("a dense network steps on vectors");
+    const { cell, nonlinearity, hiddenSize: h, layers, outputSize: o, vocabSize } = this.net.config;
+    const k = this.#k, f32 = this.#f32;
+    const g = gatesOf(cell) * h, gp = pad16(g) * 4, op = pad16(o) * 4;
+    const sl = this.net.stateSize, base = this.#manyStates;
+    for (let s = 0; s < n; s++) {
+      const id = tokens[s];
+      if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
+        throw new RangeError(`token id ${id} is outside 0..${vocabSize - 1}`);
+      }
+      if (states[s].length !== sl) {
+        throw new RangeError(`state has ${states[s].length} floats; the network keeps ${sl}`);
+      }
+    }
+    for (let s = 0; s < n; s++) f32.set(states[s], base / 4 + s * sl);
+    for (let l = 0; l < layers; l++) {
+      const ptr = this.#layers[l];
+      const hl = base + l * h * 4;
+      if (l > 0) k.matmul_packed(this.#manyGi, ptr.wIh, hl - h * 4, sl, ptr.bIh, g, h, n);
+      k.matmul_packed(this.#manyGh, ptr.wHh, hl, sl, ptr.bHh, g, h, n);
+      for (let s = 0; s < n; s++) {
+        const hs = hl + s * sl * 4;
+        const src = l === 0 ? this.#tablePtr + tokens[s] * g * 4 : this.#manyGi + s * gp;
+        const gh = this.#manyGh + s * gp;
+        if (cell === "lstm") k.lstm(hs, hs + layers * h * 4, src, gh, h);
+        else if (cell === "gru") k.gru(hs, src, gh, h);
+        else if (nonlinearity === "tanh") k.rnn_tanh(hs, src, gh, h);
+        else k.rnn_relu(hs, src, gh, h);
+      }
+    }
+    const top = base + (layers - 1) * h * 4;
+    k.matmul_packed(this.#manyLogits, this.#headW, top, sl, this.#headB, o, h, n);
+    const probs = this.#manyProbs.byteOffset;
+    for (let s = 0; s < n; s++) {
+      k.softmax(probs + s * op, this.#manyLogits + s * op, o);
+      const at = base / 4 + s * sl;
+      states[s].set(f32.subarray(at, at + sl));
+    }
+    return this.#manyProbs;
   }
 
   /**

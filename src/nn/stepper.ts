@@ -24,6 +24,35 @@ export interface StreamStepper {
   advance(state: FloatArray, input: number | FloatArray): void;
   /** The distribution for the current state, without stepping. */
   readout(state: FloatArray): FloatArray;
+  /** Most streams one {@linkcode StreamStepper.stepMany} call takes. */
+  readonly maxBatch: number;
+  /** Floats between one stream's probabilities and the next's in what `stepMany` returns. */
+  readonly probsStride: number;
+  /**
+   * One step of each of n streams on token ids, bit for bit what n calls of `step` give.
+   * Returns the probabilities, stream s's at `s * probsStride`; valid until the next call.
+   */
+  stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): FloatArray;
+}
+
+/** Batch size of the steppers here: enough to share each weight load, small enough to keep
+ * one batch's buffers in cache. */
+export const MAX_BATCH = 32;
+
+/**
+ * Refuses a batch the stepper cannot take (shared by both steppers).
+ *
+ * @param n streams asked for
+ * @param states their states
+ * @param tokens their token ids
+ */
+export function checkBatch(n: number, states: readonly FloatArray[], tokens: ArrayLike<number>) {
+  if (!(Number.isInteger(n) && n >= 0 && n <= MAX_BATCH)) {
+    throw new RangeError(`a batch has 0..${MAX_BATCH} streams, not ${n}`);
+  }
+  if (states.length < n || tokens.length < n) {
+    throw new RangeError(`a batch of ${n} needs ${n} states and ${n} tokens`);
+  }
 }
 
 /**
@@ -53,6 +82,9 @@ export class Stepper implements StreamStepper {
   readonly #table: FloatArray | null;
   readonly #gi: FloatArray; // (G*H) input projection of the current layer
   readonly #gh: FloatArray; // (G*H) recurrent projection of the current layer
+  readonly #many: FloatArray; // (MAX_BATCH, O) what stepMany returns
+  readonly maxBatch: number = MAX_BATCH;
+  readonly probsStride: number;
 
   /**
    * Prepares a stepper (and, for embedding networks, the folded input table).
@@ -68,6 +100,8 @@ export class Stepper implements StreamStepper {
     this.logits = new F(o);
     this.#gi = new F(gh);
     this.#gh = new F(gh);
+    this.#many = new F(MAX_BATCH * o);
+    this.probsStride = o;
     if (net.config.input === "embedding") {
       const l0 = net.p.layers[0];
       this.#table = new F(v * gh);
@@ -97,6 +131,22 @@ export class Stepper implements StreamStepper {
     this.advance(state, input);
     softmaxRow(this.probs, this.logits, 0, this.logits.length);
     return this.probs;
+  }
+
+  /**
+   * Steps n streams, one after another (this stepper has no batched kernel).
+   *
+   * @param states the streams' states, updated in place
+   * @param tokens one token id per stream
+   * @param n how many streams (at most {@linkcode MAX_BATCH})
+   * @returns the probabilities, stream s's at `s * probsStride`
+   */
+  stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): FloatArray {
+    checkBatch(n, states, tokens);
+    for (let s = 0; s < n; s++) {
+      this.#many.set(this.step(states[s], tokens[s]), s * this.probsStride);
+    }
+    return this.#many;
   }
 
   /**

@@ -32,7 +32,7 @@ export async function assemble(
   filename = "step.wat",
 ): Promise<Uint8Array<ArrayBuffer>> {
   const wabt = await wabtInit();
-  const module = wabt.parseWat(filename, source, { simd: true });
+  const module = wabt.parseWat(filename, source, { simd: true, relaxed_simd: true });
   try {
     module.resolveNames();
     module.validate();

@@ -291,75 +291,184 @@
         (br $panels))))
 
   ;; y = W x + b with W laid out by `pack`; x (K), b and y padded to ceil(M / 16) · 16 floats
-  ;; (b's padding read, y's padding written). Per column one broadcast of x[j] feeds sixteen
-  ;; rows in four vectors; two columns per iteration keep eight independent accumulators, and
-  ;; no horizontal sums are needed.
-  (func (export "matvec_packed")
+  ;; (b's padding read, y's padding written). Two panels (32 rows, eight vectors) at a time: per
+  ;; column one broadcast of x[j] feeds eight independent accumulators, no horizontal sums are
+  ;; needed, and each output is b + Σ_j W[i, j] x[j] summed in column order, the order
+  ;; matmul_packed keeps too, so a stream stepped alone or in a batch gets the same bits. An odd
+  ;; panel count leaves one panel of four accumulators. relaxed_madd is one fused multiply-add
+  ;; where the processor has FMA (x86-64 with FMA3, arm64), else a multiply and an add.
+  (func $matvec_packed (export "matvec_packed")
     (param $y i32) (param $w i32) (param $x i32) (param $b i32) (param $m i32) (param $k i32)
-    (local $p i32) (local $j i32) (local $k2 i32) (local $xs v128) (local $xt v128)
+    (local $p i32) (local $j i32) (local $xs v128) (local $wq i32) (local $xp i32) (local $pb i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
     (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128)
-    (local $xp i32)
-    (local.set $k2 (i32.and (local.get $k) (i32.const -2)))
+    ;; bytes in one panel: 16 rows of K floats
+    (local.set $pb (i32.shl (local.get $k) (i32.const 6)))
     (block $pdone
-      (loop $panels
-        (br_if $pdone (i32.ge_u (local.get $p) (local.get $m)))
+      (loop $pairs
+        (br_if $pdone (i32.gt_u (i32.add (local.get $p) (i32.const 32))
+          (i32.add (local.get $m) (i32.const 15))))
         (local.set $a0 (v128.load offset=0 (local.get $b)))
         (local.set $a1 (v128.load offset=16 (local.get $b)))
         (local.set $a2 (v128.load offset=32 (local.get $b)))
         (local.set $a3 (v128.load offset=48 (local.get $b)))
-        (local.set $a4 (v128.const i32x4 0 0 0 0))
-        (local.set $a5 (v128.const i32x4 0 0 0 0))
-        (local.set $a6 (v128.const i32x4 0 0 0 0))
-        (local.set $a7 (v128.const i32x4 0 0 0 0))
+        (local.set $a4 (v128.load offset=64 (local.get $b)))
+        (local.set $a5 (v128.load offset=80 (local.get $b)))
+        (local.set $a6 (v128.load offset=96 (local.get $b)))
+        (local.set $a7 (v128.load offset=112 (local.get $b)))
+        (local.set $wq (i32.add (local.get $w) (local.get $pb)))
         (local.set $xp (local.get $x))
         (local.set $j (i32.const 0))
         (block $jdone
           (loop $cols
-            (br_if $jdone (i32.ge_u (local.get $j) (local.get $k2)))
-            (local.set $xs (v128.load32_splat offset=0 (local.get $xp)))
-            (local.set $xt (v128.load32_splat offset=4 (local.get $xp)))
-            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $xs)
-              (v128.load offset=0 (local.get $w)))))
-            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $xs)
-              (v128.load offset=16 (local.get $w)))))
-            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $xs)
-              (v128.load offset=32 (local.get $w)))))
-            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $xs)
-              (v128.load offset=48 (local.get $w)))))
-            (local.set $a4 (f32x4.add (local.get $a4) (f32x4.mul (local.get $xt)
-              (v128.load offset=64 (local.get $w)))))
-            (local.set $a5 (f32x4.add (local.get $a5) (f32x4.mul (local.get $xt)
-              (v128.load offset=80 (local.get $w)))))
-            (local.set $a6 (f32x4.add (local.get $a6) (f32x4.mul (local.get $xt)
-              (v128.load offset=96 (local.get $w)))))
-            (local.set $a7 (f32x4.add (local.get $a7) (f32x4.mul (local.get $xt)
-              (v128.load offset=112 (local.get $w)))))
-            (local.set $w (i32.add (local.get $w) (i32.const 128)))
-            (local.set $xp (i32.add (local.get $xp) (i32.const 8)))
-            (local.set $j (i32.add (local.get $j) (i32.const 2)))
-            (br $cols)))
-        ;; an odd K leaves one column
-        (if (i32.lt_u (local.get $j) (local.get $k))
-          (then
+            (br_if $jdone (i32.ge_u (local.get $j) (local.get $k)))
             (local.set $xs (v128.load32_splat (local.get $xp)))
-            (local.set $a0 (f32x4.add (local.get $a0) (f32x4.mul (local.get $xs)
-              (v128.load offset=0 (local.get $w)))))
-            (local.set $a1 (f32x4.add (local.get $a1) (f32x4.mul (local.get $xs)
-              (v128.load offset=16 (local.get $w)))))
-            (local.set $a2 (f32x4.add (local.get $a2) (f32x4.mul (local.get $xs)
-              (v128.load offset=32 (local.get $w)))))
-            (local.set $a3 (f32x4.add (local.get $a3) (f32x4.mul (local.get $xs)
-              (v128.load offset=48 (local.get $w)))))
-            (local.set $w (i32.add (local.get $w) (i32.const 64)))))
-        (v128.store offset=0 (local.get $y) (f32x4.add (local.get $a0) (local.get $a4)))
-        (v128.store offset=16 (local.get $y) (f32x4.add (local.get $a1) (local.get $a5)))
-        (v128.store offset=32 (local.get $y) (f32x4.add (local.get $a2) (local.get $a6)))
-        (v128.store offset=48 (local.get $y) (f32x4.add (local.get $a3) (local.get $a7)))
-        (local.set $y (i32.add (local.get $y) (i32.const 64)))
-        (local.set $b (i32.add (local.get $b) (i32.const 64)))
-        (local.set $p (i32.add (local.get $p) (i32.const 16)))
-        (br $panels))))
+            (local.set $a0
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=0 (local.get $w)) (local.get $a0)))
+            (local.set $a1
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=16 (local.get $w)) (local.get $a1)))
+            (local.set $a2
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=32 (local.get $w)) (local.get $a2)))
+            (local.set $a3
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=48 (local.get $w)) (local.get $a3)))
+            (local.set $a4
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=0 (local.get $wq)) (local.get $a4)))
+            (local.set $a5
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=16 (local.get $wq)) (local.get $a5)))
+            (local.set $a6
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=32 (local.get $wq)) (local.get $a6)))
+            (local.set $a7
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=48 (local.get $wq)) (local.get $a7)))
+            (local.set $w (i32.add (local.get $w) (i32.const 64)))
+            (local.set $wq (i32.add (local.get $wq) (i32.const 64)))
+            (local.set $xp (i32.add (local.get $xp) (i32.const 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $cols)))
+        (v128.store offset=0 (local.get $y) (local.get $a0))
+        (v128.store offset=16 (local.get $y) (local.get $a1))
+        (v128.store offset=32 (local.get $y) (local.get $a2))
+        (v128.store offset=48 (local.get $y) (local.get $a3))
+        (v128.store offset=64 (local.get $y) (local.get $a4))
+        (v128.store offset=80 (local.get $y) (local.get $a5))
+        (v128.store offset=96 (local.get $y) (local.get $a6))
+        (v128.store offset=112 (local.get $y) (local.get $a7))
+        ;; $w has passed its first panel; the second ends where $wq stopped
+        (local.set $w (local.get $wq))
+        (local.set $y (i32.add (local.get $y) (i32.const 128)))
+        (local.set $b (i32.add (local.get $b) (i32.const 128)))
+        (local.set $p (i32.add (local.get $p) (i32.const 32)))
+        (br $pairs)))
+    ;; one panel left
+    (if (i32.lt_u (local.get $p) (local.get $m))
+      (then
+        (local.set $a0 (v128.load offset=0 (local.get $b)))
+        (local.set $a1 (v128.load offset=16 (local.get $b)))
+        (local.set $a2 (v128.load offset=32 (local.get $b)))
+        (local.set $a3 (v128.load offset=48 (local.get $b)))
+        (local.set $xp (local.get $x))
+        (local.set $j (i32.const 0))
+        (block $tdone
+          (loop $tcols
+            (br_if $tdone (i32.ge_u (local.get $j) (local.get $k)))
+            (local.set $xs (v128.load32_splat (local.get $xp)))
+            (local.set $a0
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=0 (local.get $w)) (local.get $a0)))
+            (local.set $a1
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=16 (local.get $w)) (local.get $a1)))
+            (local.set $a2
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=32 (local.get $w)) (local.get $a2)))
+            (local.set $a3
+              (f32x4.relaxed_madd (local.get $xs) (v128.load offset=48 (local.get $w)) (local.get $a3)))
+            (local.set $w (i32.add (local.get $w) (i32.const 64)))
+            (local.set $xp (i32.add (local.get $xp) (i32.const 4)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $tcols)))
+        (v128.store offset=0 (local.get $y) (local.get $a0))
+        (v128.store offset=16 (local.get $y) (local.get $a1))
+        (v128.store offset=32 (local.get $y) (local.get $a2))
+        (v128.store offset=48 (local.get $y) (local.get $a3)))))
+
+  ;; Y = X Wᵀ + b for N streams at once (batched stepping): stream s's x (K) starts XS floats
+  ;; after stream s-1's (XS ≥ K: a stream's h inside its whole state), Y (N, Mp) with
+  ;; Mp = ceil(M / 16) · 16 (each stream's row padded like matvec_packed's y), W packed by `pack`,
+  ;; b padded. Two streams at a time share every load of W, which halves the weight traffic that
+  ;; bounds matvec_packed; an odd N leaves one stream for matvec_packed. Each stream's result is
+  ;; bit for bit what matvec_packed gives it alone (the same operations in the same order).
+  (func (export "matmul_packed")
+    (param $y i32) (param $w i32) (param $x i32) (param $xs i32) (param $b i32) (param $m i32)
+    (param $k i32) (param $n i32)
+    (local $s i32) (local $p i32) (local $j i32) (local $mp i32) (local $kb i32)
+    (local $wp i32) (local $xa i32) (local $xb i32) (local $yp i32) (local $bp i32)
+    (local $u v128) (local $v v128) (local $wv v128)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
+    (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128)
+    (local.set $mp (i32.shl (i32.and (i32.add (local.get $m) (i32.const 15)) (i32.const -16))
+      (i32.const 2)))
+    (local.set $kb (i32.shl (local.get $xs) (i32.const 2)))
+    (block $pairsdone
+      (loop $pairs
+        (br_if $pairsdone (i32.gt_u (i32.add (local.get $s) (i32.const 2)) (local.get $n)))
+        (local.set $yp (i32.add (local.get $y) (i32.mul (local.get $s) (local.get $mp))))
+        (local.set $wp (local.get $w))
+        (local.set $bp (local.get $b))
+        (local.set $p (i32.const 0))
+        (block $pdone
+          (loop $panels
+            (br_if $pdone (i32.ge_u (local.get $p) (local.get $m)))
+            (local.set $a0 (v128.load offset=0 (local.get $bp)))
+            (local.set $a1 (v128.load offset=16 (local.get $bp)))
+            (local.set $a2 (v128.load offset=32 (local.get $bp)))
+            (local.set $a3 (v128.load offset=48 (local.get $bp)))
+            (local.set $a4 (local.get $a0))
+            (local.set $a5 (local.get $a1))
+            (local.set $a6 (local.get $a2))
+            (local.set $a7 (local.get $a3))
+            (local.set $xa (i32.add (local.get $x) (i32.mul (local.get $s) (local.get $kb))))
+            (local.set $xb (i32.add (local.get $xa) (local.get $kb)))
+            (local.set $j (i32.const 0))
+            (block $jdone
+              (loop $cols
+                (br_if $jdone (i32.ge_u (local.get $j) (local.get $k)))
+                (local.set $u (v128.load32_splat (local.get $xa)))
+                (local.set $v (v128.load32_splat (local.get $xb)))
+                (local.set $wv (v128.load offset=0 (local.get $wp)))
+                (local.set $a0 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a0)))
+                (local.set $a4 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a4)))
+                (local.set $wv (v128.load offset=16 (local.get $wp)))
+                (local.set $a1 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a1)))
+                (local.set $a5 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a5)))
+                (local.set $wv (v128.load offset=32 (local.get $wp)))
+                (local.set $a2 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a2)))
+                (local.set $a6 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a6)))
+                (local.set $wv (v128.load offset=48 (local.get $wp)))
+                (local.set $a3 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a3)))
+                (local.set $a7 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a7)))
+                (local.set $wp (i32.add (local.get $wp) (i32.const 64)))
+                (local.set $xa (i32.add (local.get $xa) (i32.const 4)))
+                (local.set $xb (i32.add (local.get $xb) (i32.const 4)))
+                (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                (br $cols)))
+            (v128.store offset=0 (local.get $yp) (local.get $a0))
+            (v128.store offset=16 (local.get $yp) (local.get $a1))
+            (v128.store offset=32 (local.get $yp) (local.get $a2))
+            (v128.store offset=48 (local.get $yp) (local.get $a3))
+            (v128.store offset=0 (i32.add (local.get $yp) (local.get $mp)) (local.get $a4))
+            (v128.store offset=16 (i32.add (local.get $yp) (local.get $mp)) (local.get $a5))
+            (v128.store offset=32 (i32.add (local.get $yp) (local.get $mp)) (local.get $a6))
+            (v128.store offset=48 (i32.add (local.get $yp) (local.get $mp)) (local.get $a7))
+            (local.set $yp (i32.add (local.get $yp) (i32.const 64)))
+            (local.set $bp (i32.add (local.get $bp) (i32.const 64)))
+            (local.set $p (i32.add (local.get $p) (i32.const 16)))
+            (br $panels)))
+        (local.set $s (i32.add (local.get $s) (i32.const 2)))
+        (br $pairs)))
+    (if (i32.lt_u (local.get $s) (local.get $n))
+      (then
+        (call $matvec_packed
+          (i32.add (local.get $y) (i32.mul (local.get $s) (local.get $mp)))
+          (local.get $w)
+          (i32.add (local.get $x) (i32.mul (local.get $s) (local.get $kb)))
+          (local.get $b) (local.get $m) (local.get $k)))))
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Cell updates for one stream, in place, given gi = W_ih x + b_ih and gh = W_hh h + b_hh
