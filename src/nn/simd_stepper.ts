@@ -287,21 +287,11 @@ export class SimdStepper implements StreamStepper {
    *   until the next step
    */
   stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): Float32Array {
-    checkBatch(n, states, tokens);
-    if (this.#input !== null) throw new TypeError("a dense network steps on vectors");
-    const { cell, nonlinearity, hiddenSize: h, layers, outputSize: o, vocabSize } = this.net.config;
+    checkBatch(this.net, n, states, tokens);
+    const { cell, nonlinearity, hiddenSize: h, layers, outputSize: o } = this.net.config;
     const k = this.#k, f32 = this.#f32;
     const g = gatesOf(cell) * h, gp = pad16(g) * 4, op = pad16(o) * 4;
     const sl = this.net.stateSize, base = this.#manyStates;
-    for (let s = 0; s < n; s++) {
-      const id = tokens[s];
-      if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) {
-        throw new RangeError(`token id ${id} is outside 0..${vocabSize - 1}`);
-      }
-      if (states[s].length !== sl) {
-        throw new RangeError(`state has ${states[s].length} floats; the network keeps ${sl}`);
-      }
-    }
     for (let s = 0; s < n; s++) f32.set(states[s], base / 4 + s * sl);
     for (let l = 0; l < layers; l++) {
       const ptr = this.#layers[l];

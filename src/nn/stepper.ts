@@ -12,6 +12,8 @@ import { rnnStep } from "./rnn_cell.ts";
  * WebAssembly SIMD `SimdStepper` (src/math/simd) both provide it.
  */
 export interface StreamStepper {
+  /** The network stepped (read only). */
+  readonly net: Network;
   /** Output probabilities of the last step or readout (O). */
   readonly probs: FloatArray;
   /** Head scores of the last step or readout (O). */
@@ -40,18 +42,38 @@ export interface StreamStepper {
 export const MAX_BATCH = 32;
 
 /**
- * Refuses a batch the stepper cannot take (shared by both steppers).
+ * Refuses a batch the stepper cannot take, before any state is touched (shared by both
+ * steppers).
  *
+ * @param net the network
  * @param n streams asked for
  * @param states their states
  * @param tokens their token ids
  */
-export function checkBatch(n: number, states: readonly FloatArray[], tokens: ArrayLike<number>) {
+export function checkBatch(
+  net: Network,
+  n: number,
+  states: readonly FloatArray[],
+  tokens: ArrayLike<number>,
+): void {
+  if (net.config.input !== "embedding") throw new TypeError("a dense network steps on vectors");
   if (!(Number.isInteger(n) && n >= 0 && n <= MAX_BATCH)) {
     throw new RangeError(`a batch has 0..${MAX_BATCH} streams, not ${n}`);
   }
   if (states.length < n || tokens.length < n) {
     throw new RangeError(`a batch of ${n} needs ${n} states and ${n} tokens`);
+  }
+  const v = net.config.vocabSize;
+  for (let s = 0; s < n; s++) {
+    const id = tokens[s];
+    if (!(Number.isInteger(id) && id >= 0 && id < v)) {
+      throw new RangeError(`token id ${id} is outside 0..${v - 1}`);
+    }
+    if (states[s].length !== net.stateSize) {
+      throw new RangeError(
+        `state has ${states[s].length} floats; the network keeps ${net.stateSize}`,
+      );
+    }
   }
 }
 
@@ -142,7 +164,7 @@ export class Stepper implements StreamStepper {
    * @returns the probabilities, stream s's at `s * probsStride`
    */
   stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): FloatArray {
-    checkBatch(n, states, tokens);
+    checkBatch(this.net, n, states, tokens);
     for (let s = 0; s < n; s++) {
       this.#many.set(this.step(states[s], tokens[s]), s * this.probsStride);
     }

@@ -7,8 +7,9 @@ import type { SessionEvent, SessionRunner } from "./session.ts";
 
 /**
  * The recurrent step as a stream stage: pulls input items one at a time, applies each to the
- * session and passes on its events as they are made; at the end of the input, a final
- * checkpoint and `done`. A fault anywhere upstream (bad UTF-8, a malformed line, a body over
+ * session and passes on its events as they are made, grouped: the events made in one turn of
+ * the event loop (one batched drain, see batcher.ts) travel as one chunk and leave in one write;
+ * at the end of the input, a final checkpoint and `done`. A fault anywhere upstream (bad UTF-8, a malformed line, a body over
  * the limit) or in the step (unknown token, conflict) becomes an in-band `error` event that
  * ends the stream. That is why this stage reads its input itself instead of being a
  * TransformStream: an errored TransformStream would discard the events still queued in it.
@@ -20,19 +21,26 @@ import type { SessionEvent, SessionRunner } from "./session.ts";
 export function stepEvents(
   input: ReadableStream<InputItem>,
   runner: SessionRunner,
-): ReadableStream<SessionEvent> {
+): ReadableStream<SessionEvent[]> {
   const reader = input.getReader();
   let open = true;
-  return new ReadableStream<SessionEvent>({
+  let pending: SessionEvent[] = [];
+  return new ReadableStream<SessionEvent[]>({
     async pull(controller) {
       let emitted = false;
+      const flush = () => {
+        if (open && pending.length > 0) controller.enqueue(pending);
+        pending = [];
+      };
       const emit = (event: SessionEvent) => {
         // After the client has gone, the work stops at the next token; drop what is left.
         if (!open) return;
         emitted = true;
-        controller.enqueue(event);
+        if (pending.length === 0) queueMicrotask(flush);
+        pending.push(event);
       };
       const end = () => {
+        flush();
         if (open) controller.close();
         open = false;
       };
@@ -87,22 +95,29 @@ export function sessionEvents(
   type: InputType,
   maxBytes: number,
   runner: SessionRunner,
-): ReadableStream<SessionEvent> {
+): ReadableStream<SessionEvent[]> {
   return stepEvents(decodeBody(body, type, maxBytes), runner);
 }
 
 /**
- * Writes one event in SSE framing (Hono refuses newlines in `event` and `id`).
+ * One event in SSE framing. `event` and `id` are ours (a name and a number) and JSON has no raw
+ * newlines, so no field can break the framing.
+ *
+ * @param event the event
+ * @returns `event:`, `data:` and `id:` lines (the order Hono's writeSSE used) and the blank line that ends the event
+ */
+export function frameEvent(event: SessionEvent): string {
+  return `event: ${event.event}\ndata: ${JSON.stringify(event.data)}\nid: ${event.id}\n\n`;
+}
+
+/**
+ * Writes one event.
  *
  * @param stream Hono's SSE stream
  * @param event the event
  */
 export async function writeEvent(stream: SSEStreamingApi, event: SessionEvent): Promise<void> {
-  await stream.writeSSE({
-    event: event.event,
-    id: String(event.id),
-    data: JSON.stringify(event.data),
-  });
+  await stream.write(frameEvent(event));
 }
 
 /**
@@ -116,7 +131,7 @@ export async function writeEvent(stream: SSEStreamingApi, event: SessionEvent): 
  */
 export async function sendEvents(
   stream: SSEStreamingApi,
-  events: ReadableStream<SessionEvent>,
+  events: ReadableStream<SessionEvent[]>,
   keepAliveMs: number,
 ): Promise<"done" | "aborted"> {
   const reader = events.getReader();
@@ -134,7 +149,9 @@ export async function sendEvents(
     while (true) {
       const { done, value } = await reader.read();
       if (done) return stream.aborted ? "aborted" : "done";
-      await writeEvent(stream, value);
+      let text = "";
+      for (const event of value) text += frameEvent(event);
+      await stream.write(text);
       last = Date.now();
       if (stream.aborted) return "aborted";
     }

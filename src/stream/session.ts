@@ -2,7 +2,7 @@
 // the recurrent step applied per token, checkpoints to KV with a versionstamp check, and the
 // events a client sees. Exactly once: every token has a seq; a request may start from any
 // seq ≤ durable seq + 1 and tokens at or below the session's seq are skipped, never re-applied.
-import { argmax, Rng } from "../math/mod.ts";
+import { argmax, type FloatArray, Rng } from "../math/mod.ts";
 import { Sampler, type SamplingOptions } from "../nn/mod.ts";
 import { ConflictError, NotFoundError, TooLargeError } from "../store/errors.ts";
 import type { LoadedModel, ModelCache } from "../store/model_cache.ts";
@@ -15,6 +15,7 @@ import {
 } from "../store/sessions.ts";
 import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
+import { batcherFor } from "./batcher.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
 export interface Limits {
@@ -99,6 +100,7 @@ export class SessionRunner {
   #durable: number;
   #skip: number;
   #applied = 0;
+  #next = 0; // index of the token the batcher applies next, during apply
   #closed = false;
   #cancelled = false;
   #failed = false;
@@ -191,21 +193,32 @@ export class SessionRunner {
         ids.push(id);
       }
     }
-    for (const id of ids) {
-      if (this.#cancelled) return;
-      if (this.#skip > 0) {
-        // Already applied before: the resend overlaps what the session has.
-        this.#skip--;
-        continue;
-      }
-      if (++this.#applied > this.#deps.limits.maxTokensPerRequest) {
+    const limits = this.#deps.limits;
+    let pos = 0;
+    if (this.#skip > 0) {
+      // Already applied before: the resend overlaps what the session has.
+      pos = Math.min(this.#skip, ids.length);
+      this.#skip -= pos;
+    }
+    const batcher = batcherFor(this.loaded.stepper);
+    const onStep = (probs: FloatArray, at: number) => emit(this.#stepped(ids, probs, at));
+    const cancelled = () => this.#cancelled;
+    while (pos < ids.length && !this.#cancelled) {
+      const allowed = limits.maxTokensPerRequest - this.#applied;
+      if (allowed <= 0) {
         throw new InputError(
           "too_large",
-          `a request may apply at most ${this.#deps.limits.maxTokensPerRequest} tokens`,
+          `a request may apply at most ${limits.maxTokensPerRequest} tokens`,
         );
       }
-      emit(this.#step(id));
-      if (this.#seq - this.#durable >= this.#deps.limits.checkpointEvery) {
+      // A run ends at the next checkpoint, so the checkpoint is written between tokens.
+      const untilCheckpoint = Math.max(1, limits.checkpointEvery - (this.#seq - this.#durable));
+      const end = pos + Math.min(ids.length - pos, allowed, untilCheckpoint);
+      this.#next = pos;
+      const applied = await batcher.run(this.state, ids, pos, end, onStep, cancelled);
+      pos += applied;
+      this.#applied += applied;
+      if (this.#seq - this.#durable >= limits.checkpointEvery) {
         emit(await this.checkpoint());
       }
     }
@@ -245,18 +258,22 @@ export class SessionRunner {
     return this.#failed;
   }
 
-  #step(id: number): SessionEvent {
-    const { stepper, vocab, model } = this.loaded;
-    const probs = stepper.step(this.state, id);
+  /** The `step` event of token `ids[#next]`, just applied, whose probabilities are at `at`. */
+  #stepped(ids: readonly number[], probs: FloatArray, at: number): SessionEvent {
+    const { vocab, model } = this.loaded;
+    const id = ids[this.#next++];
     this.#seq++;
     const data: Record<string, unknown> = { seq: this.#seq, token: vocab!.tokens[id] };
     const names = model.meta.labels ?? model.meta.vocabulary!;
     if (model.meta.labels !== null) {
       const out: Record<string, number> = {};
-      names.forEach((n, k) => out[n] = probs[k]);
+      names.forEach((n, k) => out[n] = probs[at + k]);
       data.probs = out;
     } else {
-      data.top = topK(probs, this.#deps.limits.topK).map((k) => ({ token: names[k], p: probs[k] }));
+      data.top = topK(probs, this.#deps.limits.topK, at, names.length).map((k) => ({
+        token: names[k],
+        p: probs[at + k],
+      }));
     }
     return { event: "step", id: this.#seq, data };
   }
@@ -457,19 +474,27 @@ export class SessionRunner {
 }
 
 /**
- * The k largest entries, largest first (ties by index).
+ * The k largest of `probs[at .. at + length)`, largest first (ties by index).
  *
  * @param probs values
  * @param k how many
- * @returns their indices
+ * @param at where the values start
+ * @param length how many values
+ * @returns their indices, counted from `at`
  */
-export function topK(probs: ArrayLike<number>, k: number): number[] {
+export function topK(
+  probs: ArrayLike<number>,
+  k: number,
+  at = 0,
+  length: number = probs.length - at,
+): number[] {
   const best: number[] = [];
-  for (let j = 0; j < probs.length; j++) {
-    if (best.length === k && probs[j] <= probs[best[k - 1]]) continue;
-    let at = best.length;
-    while (at > 0 && probs[best[at - 1]] < probs[j]) at--;
-    best.splice(at, 0, j);
+  for (let j = 0; j < length; j++) {
+    const v = probs[at + j];
+    if (best.length === k && v <= probs[at + best[k - 1]]) continue;
+    let i = best.length;
+    while (i > 0 && probs[at + best[i - 1]] < v) i--;
+    best.splice(i, 0, j);
     if (best.length > k) best.pop();
   }
   return best;
