@@ -10,10 +10,10 @@ import {
   decodeBody,
   type InputItem,
   inputTypeOf,
-  sendEvents,
+  sessionBody,
   type SessionEvent,
-  sessionEvents,
   type SessionManager,
+  SSE_HEADERS,
   writeEvent,
 } from "../src/stream/mod.ts";
 import { zValidator } from "@hono/zod-validator";
@@ -118,20 +118,17 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         for (const event of events) await writeEvent(stream, event);
       });
     }
-    return streamSSE(c, async (stream) => {
-      try {
-        const end = await sendEvents(
-          stream,
-          sessionEvents(body, type, limits.maxBodyBytes, runner),
-          limits.keepAliveMs,
-        );
-        if (end === "aborted") runner.cancel();
-      } finally {
+    const events = sessionBody(
+      decodeBody(body, type, limits.maxBodyBytes),
+      runner,
+      limits.keepAliveMs,
+      () => {
         // After an error event, what this request applied since its last checkpoint is dropped
         // (the runner knows it failed); a client that left keeps what was applied.
-        await sessions.close(runner).catch((err) => console.error(err));
-      }
-    });
+        sessions.close(runner).catch((err) => console.error(err));
+      },
+    );
+    return new Response(events, { headers: SSE_HEADERS });
   });
 
   app.post(

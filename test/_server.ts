@@ -86,6 +86,8 @@ export interface ServerOptions {
   startTimeoutMs?: number;
   /** Copy the server's output to this process's stderr as it comes. @default false */
   echo?: boolean;
+  /** More flags for `deno run` (`--cpu-prof`, ...). */
+  denoFlags?: string[];
 }
 
 /** A server process: `deno run src/start.ts` on 127.0.0.1. */
@@ -122,7 +124,15 @@ export class ServerProcess {
   static async start(options: ServerOptions): Promise<ServerProcess> {
     const port = options.port ?? freePort();
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-write", "src/start.ts"],
+      args: [
+        "run",
+        "--allow-net",
+        "--allow-env",
+        "--allow-read",
+        "--allow-write",
+        ...(options.denoFlags ?? []),
+        "src/start.ts",
+      ],
       cwd: ROOT,
       env: {
         ...options.env,

@@ -7,6 +7,7 @@ import { Network, SimdStepper, Stepper, type StreamStepper } from "../src/nn/mod
 import { ModelCache } from "../src/store/model_cache.ts";
 import { publishModel } from "../src/store/registry.ts";
 import { batcherFor, StepBatcher } from "../src/stream/batcher.ts";
+import { topK } from "../src/stream/session.ts";
 import { wireEvents } from "./_sse.ts";
 
 const NET = Network.create({
@@ -133,4 +134,20 @@ Deno.test("concurrent sessions through the app get the events each gets alone", 
     `no tokens were batched: ${JSON.stringify(together.stats)}`,
   );
   assert.equal(apart.stats.batched, 0, "sessions one after another have nobody to batch with");
+});
+
+Deno.test("topK gives the k largest, largest first, ties by index, at an offset", () => {
+  const rng = (seed: number) => () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const next = rng(7);
+  for (let trial = 0; trial < 200; trial++) {
+    const length = 1 + Math.floor(next() * 40), at = Math.floor(next() * 5);
+    // Few distinct values, so ties are common.
+    const probs = Array.from({ length: at + length + 3 }, () => Math.floor(next() * 6) / 6);
+    for (const k of [0, 1, 3, 5, length, length + 2]) {
+      const want = Array.from({ length }, (_, j) => j)
+        .sort((a, b) => probs[at + b] - probs[at + a] || a - b)
+        .slice(0, k);
+      assert.deepEqual(topK(probs, k, at, length), want, `k=${k} of ${length} at ${at}`);
+    }
+  }
 });

@@ -31,8 +31,10 @@ export interface BatchStats {
 
 /**
  * Steps runs of tokens for many streams of one stepper. {@linkcode StepBatcher.run} queues a
- * run; the queue is drained in a microtask, so every session whose input arrived in the same
- * turn of the event loop joins the same drain. A drain steps its runs in rounds of one token
+ * run. When the batcher has been idle (no drain in the last {@linkcode BUSY_MS}), the queue is
+ * drained in a microtask: a lone session waits for nothing. When it is busy, the drain waits for
+ * the next turn of the event loop (a zero timeout), so that every session whose input has
+ * arrived meanwhile joins it. A drain steps its runs in rounds of one token
  * per run, up to the stepper's batch size per call, until every run is done; runs that arrive
  * meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
  * the stepper alone would (stepMany gives the same bits, so batching never changes a result).
@@ -57,6 +59,7 @@ export class StepBatcher {
   readonly stats: BatchStats = { tokens: 0, calls: 0, batched: 0 };
   #queue: Job[] = [];
   #scheduled = false;
+  #lastDrain = -Infinity;
   // Reused between rounds: nothing is allocated per token.
   readonly #states: FloatArray[] = [];
   readonly #tokens: Int32Array;
@@ -100,13 +103,15 @@ export class StepBatcher {
       this.#queue.push({ state, ids, pos, end, onStep, cancelled, resolve, reject, start: pos });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        queueMicrotask(() => this.#drain());
+        if (performance.now() - this.#lastDrain < BUSY_MS) setTimeout(() => this.#drain(), 0);
+        else queueMicrotask(() => this.#drain());
       }
     });
   }
 
   #drain(): void {
     this.#scheduled = false;
+    this.#lastDrain = performance.now();
     let jobs = this.#queue;
     this.#queue = [];
     const stepper = this.stepper, stats = this.stats, max = stepper.maxBatch;
@@ -156,6 +161,9 @@ export class StepBatcher {
     this.#states.length = 0;
   }
 }
+
+/** A batcher that drained this recently (ms) is busy: its next drain waits a turn. */
+export const BUSY_MS = 1;
 
 const batchers = new WeakMap<StreamStepper, StepBatcher>();
 

@@ -1,6 +1,6 @@
-// Request bodies to input items, as a chain of Web Streams with backpressure:
+// Request bodies to input items, one Web Stream stage with backpressure:
 //   bytes ─▶ size limit ─▶ strict UTF-8 decode ─▶ (text/plain | NDJSON lines | SSE events) ─▶ items
-import { EventSourceParserStream } from "eventsource-parser/stream";
+import { createParser } from "eventsource-parser";
 
 /** One input item: free text (applied one character at a time) or one vocabulary token. */
 export type InputItem = { text: string } | { token: string };
@@ -49,69 +49,55 @@ export function inputTypeOf(header: string | null | undefined): InputType | null
 }
 
 /**
- * Errors the stream once more than `max` bytes have passed.
- *
- * @param max the largest body accepted, in bytes
- * @returns a pass-through byte stream
+ * Text from a body's bytes: at most `max` bytes, strict UTF-8 (bad bytes are an
+ * {@linkcode InputError}, where TextDecoder would say only TypeError).
  */
-export function limitBytes(max: number): TransformStream<Uint8Array, Uint8Array> {
-  let seen = 0;
-  return new TransformStream({
-    transform(chunk, controller) {
-      seen += chunk.byteLength;
-      if (seen > max) throw new InputError("too_large", `the body is larger than ${max} bytes`);
-      controller.enqueue(chunk);
-    },
-  });
-}
+class BodyText {
+  readonly #decoder = new TextDecoder("utf-8", { fatal: true });
+  readonly #max: number;
+  #seen = 0;
 
-/**
- * Splits text into lines (LF or CRLF), keeping partial lines across chunks.
- *
- * @returns a stream of lines without their line endings
- */
-export function splitLines(): TransformStream<string, string> {
-  let rest = "";
-  return new TransformStream({
-    transform(chunk, controller) {
-      rest += chunk;
-      let nl: number;
-      while ((nl = rest.indexOf("\n")) >= 0) {
-        controller.enqueue(rest.slice(0, nl).replace(/\r$/, ""));
-        rest = rest.slice(nl + 1);
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** The text of the next chunk, or of what is left at the end (no chunk). */
+  decode(bytes?: Uint8Array): string {
+    if (bytes !== undefined) {
+      this.#seen += bytes.byteLength;
+      if (this.#seen > this.#max) {
+        throw new InputError("too_large", `the body is larger than ${this.#max} bytes`);
       }
-    },
-    flush(controller) {
-      if (rest !== "") controller.enqueue(rest.replace(/\r$/, ""));
-    },
-  });
-}
-
-/**
- * Strict UTF-8 decoding that reports bad bytes as an {@linkcode InputError} (TextDecoderStream
- * would report a bare TypeError).
- *
- * @returns a stream of text pieces
- */
-export function decodeUtf8(): TransformStream<Uint8Array, string> {
-  const decoder = new TextDecoder("utf-8", { fatal: true });
-  const decode = (bytes?: Uint8Array) => {
+    }
     try {
-      return bytes === undefined ? decoder.decode() : decoder.decode(bytes, { stream: true });
+      return bytes === undefined
+        ? this.#decoder.decode()
+        : this.#decoder.decode(bytes, { stream: true });
     } catch {
       throw new InputError("bad_input", "the body is not valid UTF-8");
     }
-  };
-  return new TransformStream({
-    transform(chunk, controller) {
-      const text = decode(chunk);
-      if (text !== "") controller.enqueue(text);
-    },
-    flush(controller) {
-      const text = decode();
-      if (text !== "") controller.enqueue(text);
-    },
-  });
+  }
+}
+
+/** Lines (LF or CRLF) of a text that arrives in pieces; a partial line waits for the rest. */
+class Lines {
+  #rest = "";
+
+  /** The lines completed by `text` (without their endings). */
+  push(text: string, out: (line: string) => void): void {
+    this.#rest += text;
+    let nl: number;
+    while ((nl = this.#rest.indexOf("\n")) >= 0) {
+      out(this.#rest.slice(0, nl).replace(/\r$/, ""));
+      this.#rest = this.#rest.slice(nl + 1);
+    }
+  }
+
+  /** The last line, if the text did not end with a line ending. */
+  end(out: (line: string) => void): void {
+    if (this.#rest !== "") out(this.#rest.replace(/\r$/, ""));
+    this.#rest = "";
+  }
 }
 
 function itemOf(value: unknown, where: string): InputItem {
@@ -144,38 +130,34 @@ export function decodeBody(
   type: InputType,
   maxBytes: number,
 ): ReadableStream<InputItem> {
-  const text = body
-    .pipeThrough(limitBytes(maxBytes))
-    .pipeThrough(decodeUtf8());
+  // One transform per body (limit, decode, frame, parse): each stage of a stream chain costs
+  // promises per chunk, and this runs for every chunk of every session.
+  const text = new BodyText(maxBytes);
+  let parse: (piece: string, emit: (item: InputItem) => void) => void;
+  let end: (emit: (item: InputItem) => void) => void = () => {};
   if (type === "text/plain") {
-    return text.pipeThrough(
-      new TransformStream<string, InputItem>({
-        transform: (chunk, controller) => controller.enqueue({ text: chunk }),
-      }),
-    );
-  }
-  if (type === "application/x-ndjson") {
+    parse = (piece, emit) => emit({ text: piece });
+  } else if (type === "application/x-ndjson") {
+    const lines = new Lines();
     let line = 0;
-    return text.pipeThrough(splitLines()).pipeThrough(
-      new TransformStream<string, InputItem>({
-        transform(raw, controller) {
-          line++;
-          if (raw.trim() === "") return;
-          let value: unknown;
-          try {
-            value = JSON.parse(raw);
-          } catch {
-            throw new InputError("bad_input", `line ${line} is not valid JSON`);
-          }
-          controller.enqueue(itemOf(value, `line ${line}`));
-        },
-      }),
-    );
-  }
-  let n = 0;
-  return text.pipeThrough(new EventSourceParserStream()).pipeThrough(
-    new TransformStream({
-      transform(event, controller) {
+    const item = (emit: (item: InputItem) => void) => (raw: string) => {
+      line++;
+      if (raw.trim() === "") return;
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        throw new InputError("bad_input", `line ${line} is not valid JSON`);
+      }
+      emit(itemOf(value, `line ${line}`));
+    };
+    parse = (piece, emit) => lines.push(piece, item(emit));
+    end = (emit) => lines.end(item(emit));
+  } else {
+    let n = 0;
+    let out: (item: InputItem) => void = () => {};
+    const parser = createParser({
+      onEvent(event) {
         n++;
         const data = event.data;
         if (data === "[DONE]") return;
@@ -187,7 +169,32 @@ export function decodeBody(
             value = undefined;
           }
         }
-        controller.enqueue(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
+        out(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
+      },
+      onError(error) {
+        // The parser is unusable after this one; the others (a bad field line) are ignored.
+        if (error.type === "max-buffer-size-exceeded") {
+          throw new InputError("too_large", "an event in the body is too large");
+        }
+      },
+    });
+    parse = (piece, emit) => {
+      out = emit;
+      parser.feed(piece);
+    };
+    // An event not ended by a blank line when the body ends is dropped, as EventSource does.
+  }
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, InputItem>({
+      transform(chunk, controller) {
+        const piece = text.decode(chunk);
+        if (piece !== "") parse(piece, (item) => controller.enqueue(item));
+      },
+      flush(controller) {
+        const emit = (item: InputItem) => controller.enqueue(item);
+        const piece = text.decode();
+        if (piece !== "") parse(piece, emit);
+        end(emit);
       },
     }),
   );

@@ -1,48 +1,85 @@
-// The session pipeline (DESIGN.md): request.body ─▶ decode ─▶ items ─▶ recurrent step ─▶ events
-// ─▶ SSE. Each stage is a Web Stream, so a slow client slows the model down (backpressure) and
+// The session pipeline (DESIGN.md): request.body ─▶ decode ─▶ items ─▶ recurrent step ─▶ SSE
+// bytes. Each stage is a Web Stream, so a slow client slows the model down (backpressure) and
 // a token's output leaves as soon as the token is applied.
 import type { SSEStreamingApi } from "hono/streaming";
-import { decodeBody, InputError, type InputItem, type InputType } from "./decode.ts";
+import { InputError, type InputItem } from "./decode.ts";
 import type { SessionEvent, SessionRunner } from "./session.ts";
 
+/** The headers of an SSE response. */
+export const SSE_HEADERS: Readonly<Record<string, string>> = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-cache",
+  "x-accel-buffering": "no",
+};
+
 /**
- * The recurrent step as a stream stage: pulls input items one at a time, applies each to the
- * session and passes on its events as they are made, grouped: the events made in one turn of
- * the event loop (one batched drain, see batcher.ts) travel as one chunk and leave in one write;
- * at the end of the input, a final checkpoint and `done`. A fault anywhere upstream (bad UTF-8, a malformed line, a body over
- * the limit) or in the step (unknown token, conflict) becomes an in-band `error` event that
- * ends the stream. That is why this stage reads its input itself instead of being a
- * TransformStream: an errored TransformStream would discard the events still queued in it.
+ * A session's SSE response body: the recurrent step as one stream stage. It pulls input items
+ * one at a time, applies each to the session, and sends the events as they are made, grouped:
+ * the events made in one turn of the event loop (one batched drain, see batcher.ts) leave as one
+ * chunk. At the end of the input, a final checkpoint and `done`. A fault anywhere upstream (bad
+ * UTF-8, a malformed line, a body over the limit) or in the step (unknown token, conflict)
+ * becomes an in-band `error` event that ends the stream. While the stream is quiet a `:`
+ * comment is sent every `keepAliveMs`. A client that goes away cancels the stream: the work
+ * stops at the next token.
+ *
+ * One stage instead of a chain (events → SSE text → Hono's stream → bytes): each hop of a Web
+ * Stream costs promises per chunk, and this runs for every write of every session.
  *
  * @param input the decoded items
  * @param runner the session, held for this request
- * @returns the events, ending with `done` or `error`
+ * @param keepAliveMs quiet time before a keep-alive comment
+ * @param onEnd called once when the stream has ended, for any reason ("aborted" when the client
+ *   left first): the place to release the session
+ * @returns the response body
  */
-export function stepEvents(
+export function sessionBody(
   input: ReadableStream<InputItem>,
   runner: SessionRunner,
-): ReadableStream<SessionEvent[]> {
+  keepAliveMs: number,
+  onEnd: (end: "done" | "aborted") => void,
+): ReadableStream<Uint8Array> {
   const reader = input.getReader();
+  const encoder = new TextEncoder();
   let open = true;
-  let pending: SessionEvent[] = [];
-  return new ReadableStream<SessionEvent[]>({
-    async pull(controller) {
+  let pending = "";
+  let last = Date.now();
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  const flush = () => {
+    if (open && pending !== "") {
+      controller.enqueue(encoder.encode(pending));
+      last = Date.now();
+    }
+    pending = "";
+  };
+  const timer = setInterval(() => {
+    if (open && pending === "" && Date.now() - last >= keepAliveMs) {
+      pending = ": keep-alive\n\n";
+      flush();
+    }
+  }, Math.max(10, Math.min(keepAliveMs, 1000)));
+  const finish = (end: "done" | "aborted") => {
+    if (!open) return;
+    open = false;
+    clearInterval(timer);
+    onEnd(end);
+  };
+  return new ReadableStream<Uint8Array>({
+    start(c) {
+      controller = c;
+    },
+    async pull() {
       let emitted = false;
-      const flush = () => {
-        if (open && pending.length > 0) controller.enqueue(pending);
-        pending = [];
-      };
       const emit = (event: SessionEvent) => {
         // After the client has gone, the work stops at the next token; drop what is left.
         if (!open) return;
         emitted = true;
-        if (pending.length === 0) queueMicrotask(flush);
-        pending.push(event);
+        if (pending === "") queueMicrotask(flush);
+        pending += frameEvent(event);
       };
       const end = () => {
         flush();
         if (open) controller.close();
-        open = false;
+        finish("done");
       };
       // A pull must produce at least one event or end the stream: an item whose tokens are all
       // skipped (a resend of what the session has) produces none, and the reader would wait.
@@ -53,9 +90,14 @@ export function stepEvents(
         } catch (err) {
           // Decoding faults are the client's input; anything else reading the body (a reset
           // connection) means the client has gone.
-          if (err instanceof InputError) emit(runner.fail(err));
-          else runner.cancel();
-          end();
+          if (err instanceof InputError) {
+            emit(runner.fail(err));
+            end();
+          } else {
+            runner.cancel();
+            controller.close();
+            finish("aborted");
+          }
           return;
         }
         try {
@@ -74,29 +116,11 @@ export function stepEvents(
       }
     },
     cancel(reason) {
-      open = false;
       runner.cancel();
+      finish("aborted");
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
-}
-
-/**
- * Builds a session's event stream from a request body.
- *
- * @param body the request body
- * @param type its content type
- * @param maxBytes body size limit
- * @param runner the session
- * @returns the events, ending with `done` or `error`
- */
-export function sessionEvents(
-  body: ReadableStream<Uint8Array>,
-  type: InputType,
-  maxBytes: number,
-  runner: SessionRunner,
-): ReadableStream<SessionEvent[]> {
-  return stepEvents(decodeBody(body, type, maxBytes), runner);
 }
 
 /**
@@ -107,7 +131,9 @@ export function sessionEvents(
  * @returns `event:`, `data:` and `id:` lines (the order Hono's writeSSE used) and the blank line that ends the event
  */
 export function frameEvent(event: SessionEvent): string {
-  return `event: ${event.event}\ndata: ${JSON.stringify(event.data)}\nid: ${event.id}\n\n`;
+  return `event: ${event.event}\ndata: ${
+    event.json ?? JSON.stringify(event.data)
+  }\nid: ${event.id}\n\n`;
 }
 
 /**
@@ -118,47 +144,4 @@ export function frameEvent(event: SessionEvent): string {
  */
 export async function writeEvent(stream: SSEStreamingApi, event: SessionEvent): Promise<void> {
   await stream.write(frameEvent(event));
-}
-
-/**
- * Sends events to the client as they come, with `:` keep-alive comments while the stream is
- * quiet, until the events end or the client goes away.
- *
- * @param stream Hono's SSE stream
- * @param events the session's events
- * @param keepAliveMs quiet time before a keep-alive comment
- * @returns "done" when the events ended, "aborted" when the client left first
- */
-export async function sendEvents(
-  stream: SSEStreamingApi,
-  events: ReadableStream<SessionEvent[]>,
-  keepAliveMs: number,
-): Promise<"done" | "aborted"> {
-  const reader = events.getReader();
-  let last = Date.now();
-  const timer = setInterval(() => {
-    if (Date.now() - last >= keepAliveMs) {
-      last = Date.now();
-      stream.write(": keep-alive\n\n").catch(() => {});
-    }
-  }, Math.max(10, Math.min(keepAliveMs, 1000)));
-  stream.onAbort(() => {
-    reader.cancel().catch(() => {});
-  });
-  try {
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) return stream.aborted ? "aborted" : "done";
-      let text = "";
-      for (const event of value) text += frameEvent(event);
-      await stream.write(text);
-      last = Date.now();
-      if (stream.aborted) return "aborted";
-    }
-  } catch {
-    return "aborted";
-  } finally {
-    clearInterval(timer);
-    reader.releaseLock();
-  }
 }

@@ -54,6 +54,41 @@ export interface SessionEvent {
   event: "step" | "token" | "checkpoint" | "result" | "done" | "error";
   id: number;
   data: Record<string, unknown>;
+  /** `data` as JSON, when the event was made as text (the per-token hot path). */
+  json?: string;
+}
+
+/** A `step` event made as JSON text directly; `data` is parsed from it only if asked for. */
+class StepEvent implements SessionEvent {
+  readonly event = "step";
+  readonly id: number;
+  readonly json: string;
+  constructor(id: number, json: string) {
+    this.id = id;
+    this.json = json;
+  }
+  get data(): Record<string, unknown> {
+    return JSON.parse(this.json);
+  }
+}
+
+/** A number as JSON writes it (non-finite numbers are null there). */
+const jsonNumber = (x: number) => Number.isFinite(x) ? String(x) : "null";
+
+/** Each model's output names and tokens as JSON strings, made once per loaded version. */
+const jsonNames = new WeakMap<LoadedModel, { names: string[]; tokens: string[] }>();
+
+function namesOf(loaded: LoadedModel): { names: string[]; tokens: string[] } {
+  let cached = jsonNames.get(loaded);
+  if (cached === undefined) {
+    const meta = loaded.model.meta;
+    cached = {
+      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => JSON.stringify(n)),
+      tokens: (loaded.vocab?.tokens ?? []).map((t) => JSON.stringify(t)),
+    };
+    jsonNames.set(loaded, cached);
+  }
+  return cached;
 }
 
 /** What a session runner needs from the app. */
@@ -258,24 +293,32 @@ export class SessionRunner {
     return this.#failed;
   }
 
-  /** The `step` event of token `ids[#next]`, just applied, whose probabilities are at `at`. */
+  /**
+   * The `step` event of token `ids[#next]`, just applied, whose probabilities are at `at`:
+   * `{"seq", "token", "top": [{"token", "p"}, ...]}` (or `"probs": {label: p}` for a
+   * classifier), written as JSON text directly since it is made for every token.
+   */
   #stepped(ids: readonly number[], probs: FloatArray, at: number): SessionEvent {
-    const { vocab, model } = this.loaded;
+    const { names, tokens } = namesOf(this.loaded);
     const id = ids[this.#next++];
-    this.#seq++;
-    const data: Record<string, unknown> = { seq: this.#seq, token: vocab!.tokens[id] };
-    const names = model.meta.labels ?? model.meta.vocabulary!;
-    if (model.meta.labels !== null) {
-      const out: Record<string, number> = {};
-      names.forEach((n, k) => out[n] = probs[at + k]);
-      data.probs = out;
+    const seq = ++this.#seq;
+    let json = `{"seq":${seq},"token":${tokens[id]},`;
+    if (this.loaded.model.meta.labels !== null) {
+      json += `"probs":{`;
+      for (let k = 0; k < names.length; k++) {
+        json += `${k > 0 ? "," : ""}${names[k]}:${jsonNumber(probs[at + k])}`;
+      }
+      json += "}}";
     } else {
-      data.top = topK(probs, this.#deps.limits.topK, at, names.length).map((k) => ({
-        token: names[k],
-        p: probs[at + k],
-      }));
+      const best = topK(probs, this.#deps.limits.topK, at, names.length);
+      json += `"top":[`;
+      for (let r = 0; r < best.length; r++) {
+        const k = best[r];
+        json += `${r > 0 ? "," : ""}{"token":${names[k]},"p":${jsonNumber(probs[at + k])}}`;
+      }
+      json += "]}";
     }
-    return { event: "step", id: this.#seq, data };
+    return new StepEvent(seq, json);
   }
 
   /**
@@ -488,14 +531,20 @@ export function topK(
   at = 0,
   length: number = probs.length - at,
 ): number[] {
+  // Insertion into a short sorted list; most values lose to the k-th best at once.
   const best: number[] = [];
+  if (k <= 0) return best;
+  let floor = -Infinity; // the k-th best so far, once there are k
   for (let j = 0; j < length; j++) {
     const v = probs[at + j];
-    if (best.length === k && v <= probs[at + best[k - 1]]) continue;
-    let i = best.length;
-    while (i > 0 && probs[at + best[i - 1]] < v) i--;
-    best.splice(i, 0, j);
-    if (best.length > k) best.pop();
+    if (best.length === k && !(v > floor)) continue;
+    let i = best.length < k ? best.length : k - 1;
+    while (i > 0 && probs[at + best[i - 1]] < v) {
+      best[i] = best[i - 1];
+      i--;
+    }
+    best[i] = j;
+    if (best.length === k) floor = probs[at + best[k - 1]];
   }
   return best;
 }

@@ -15,10 +15,14 @@
 // Resident memory of the server (VmRSS) is read from /proc before each level, as a peak while
 // all N sessions of the latency mode are open, and after; "per open session" is
 // (peak - before) / N, shown from 100 sessions on (below that, heap growth is noise). Each
-// level stops after about --seconds (20) in total, half per mode.
+// level stops after about --seconds (20) in total, shared equally by the modes.
+//
+// - rate: each session streams text at --rate tokens/s in writes of --chunk tokens, the way a
+//   client that types or transcribes would; per-token latency as in the latency mode. N × rate
+//   is the offered load; steps/s says whether the server kept up.
 //
 //   deno run --allow-all test/bench/serve_load.ts [--levels 1,100,1000] [--tokens 200]
-//     [--seconds 20] [--model FILE]
+//     [--seconds 20] [--model FILE] [--modes latency,throughput,rate] [--rate 100] [--chunk 10]
 //
 // (--allow-all because Deno reads /proc/<pid>/status only with all permissions.)
 //
@@ -27,6 +31,7 @@
 // not exist, the small test model is published).
 import { parseArgs } from "node:util";
 import {
+  BodyWriter,
   MOBY_FIXTURE,
   type OpenStream,
   openStream,
@@ -46,8 +51,15 @@ const args = parseArgs({
     tokens: { type: "string", default: "200" },
     seconds: { type: "string", default: "20" },
     model: { type: "string" },
+    modes: { type: "string", default: "latency,throughput,rate" },
+    rate: { type: "string", default: "100" },
+    chunk: { type: "string", default: "10" },
+    "server-flags": { type: "string", default: "" },
   },
 });
+const modes = new Set(args.values.modes.split(","));
+const rate = Number(args.values.rate);
+const chunk = Number(args.values.chunk);
 const levels = args.values.levels.split(",").map(Number);
 const tokens = Number(args.values.tokens);
 const levelSeconds = Number(args.values.seconds);
@@ -281,6 +293,94 @@ async function throughputMode(server: ServerProcess, n: number, budgetMs: number
   };
 }
 
+/**
+ * Rate mode: N sessions stream text at `rate` tokens/s each, `chunk` tokens per write (a client
+ * that types or transcribes), the writes of all sessions spread evenly over the interval by one
+ * ticker. A token's latency is from the write that carried it to its `step` event at the client
+ * (the k-th step event of a session answers its k-th token). The response is read raw: step
+ * events are counted by their `event: step` line, so the client stays cheap enough to offer
+ * the load.
+ */
+async function rateMode(server: ServerProcess, n: number, budgetMs: number): Promise<Row> {
+  const rssBefore = server.rssKiB() ?? 0;
+  const rss = new RssPeak(server);
+  const interval = (1000 * chunk) / rate; // ms between one session's writes
+  const sessions = await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const body = new BodyWriter();
+    const res = await fetch(`${server.base}/session/rate-${n}-${i}`, {
+      method: "POST",
+      headers: { "content-type": "text/plain; charset=utf-8" },
+      body: body.stream,
+      duplex: "half",
+    } as RequestInit);
+    if (res.status !== 200) throw new Error(`POST /session/rate-${n}-${i}: ${res.status}`);
+    return { body, res, sent: [] as number[], offset: 0, steps: 0 };
+  }));
+  const latencies: number[] = [];
+  let errors = 0, done = 0;
+  const marker = "event: step\n";
+  const readers = sessions.map(async (s) => {
+    const decoder = new TextDecoder();
+    let carry = "";
+    try {
+      for await (const bytes of s.res.body!) {
+        const now = performance.now();
+        const text = carry + decoder.decode(bytes, { stream: true });
+        let at = text.indexOf(marker);
+        let last = 0;
+        while (at >= 0) {
+          latencies.push(now - s.sent[Math.floor(s.steps / chunk)]);
+          s.steps++;
+          last = at + marker.length;
+          at = text.indexOf(marker, last);
+        }
+        carry = text.slice(Math.max(last, text.length - marker.length));
+        if (text.includes("event: done\n")) done++;
+        if (text.includes("event: error\n")) errors++;
+      }
+    } catch {
+      errors++;
+    }
+  });
+  const t0 = performance.now();
+  const deadline = t0 + budgetMs;
+  const tick = 5; // ms; each tick writes for the sessions whose turn has come
+  let next = 0; // index into the schedule: session (next mod n), write (next div n)
+  while (performance.now() < deadline) {
+    const due = Math.floor(((performance.now() - t0) / interval) * n);
+    for (; next < due; next++) {
+      const s = sessions[next % n];
+      const text = TEXT.slice(s.offset, s.offset + chunk);
+      s.offset = (s.offset + chunk) % (TEXT.length - chunk);
+      s.sent.push(performance.now());
+      s.body.write(text);
+    }
+    await sleep(tick);
+  }
+  const sent = sessions.reduce((a, s) => a + s.sent.length * chunk, 0);
+  for (const s of sessions) s.body.close();
+  await withTimeout(Promise.all(readers), 30_000, "the rate-mode responses").catch(() => errors++);
+  const seconds = (performance.now() - t0) / 1000;
+  const rssPeak = rss.stop();
+  await sleep(200);
+  const sorted = new Float64Array(latencies).sort();
+  return {
+    n,
+    mode: `rate (${rate} tokens/s per session, ${chunk} per write)`,
+    sessions: n,
+    steps: latencies.length,
+    seconds,
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    note: `${sent} tokens sent, ${latencies.length} steps back; ${done}/${n} done` +
+      (errors > 0 ? `; ${errors} errors` : ""),
+    cpu: "",
+    rssBefore,
+    rssPeak,
+    rssAfter: server.rssKiB() ?? 0,
+  };
+}
+
 /** Runs a mode and records the CPU share of server and client over its wall time. */
 async function measured(server: ServerProcess, run: () => Promise<Row>): Promise<Row> {
   const s0 = cpuSeconds(server.pid), c0 = cpuSeconds("self"), t0 = performance.now();
@@ -307,7 +407,11 @@ try {
   } else {
     modelNote = `${MOBY_FIXTURE} (seeded by the server)`;
   }
-  server = await ServerProcess.start({ kvPath, startTimeoutMs: 60_000 });
+  server = await ServerProcess.start({
+    kvPath,
+    startTimeoutMs: 60_000,
+    denoFlags: args.values["server-flags"].split(" ").filter((f) => f !== ""),
+  });
   const rssStart = server.rssKiB();
   if (rssStart === null) {
     throw new Error("cannot read /proc/<pid>/status: run with --allow-all (Deno requires it)");
@@ -335,11 +439,13 @@ try {
   }
   const rows: Row[] = [];
   for (const n of levels) {
-    const budget = (levelSeconds * 1000) / 2;
-    rows.push(await measured(server, () => latencyMode(server!, n, budget)));
-    console.error(`N=${n} latency done: ${JSON.stringify(rows.at(-1))}`);
-    rows.push(await measured(server, () => throughputMode(server!, n, budget)));
-    console.error(`N=${n} throughput done: ${JSON.stringify(rows.at(-1))}`);
+    const budget = (levelSeconds * 1000) / modes.size;
+    const run = { latency: latencyMode, throughput: throughputMode, rate: rateMode };
+    for (const [mode, fn] of Object.entries(run)) {
+      if (!modes.has(mode)) continue;
+      rows.push(await measured(server, () => fn(server!, n, budget)));
+      console.error(`N=${n} ${mode} done: ${JSON.stringify(rows.at(-1))}`);
+    }
   }
   const rssEnd = server.rssKiB() ?? 0;
 
