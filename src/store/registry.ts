@@ -251,13 +251,25 @@ export async function publishModel(
   return manifest;
 }
 
+/** Milliseconds spent in each part of {@linkcode loadModel}, for logs and benchmarks. */
+export interface LoadTimings {
+  /** Resolving the version (reading `current` when none was given) and reading its manifest. */
+  manifest: number;
+  /** Reading every chunk into one buffer, checking each one's presence and length. */
+  chunks: number;
+  /** The SHA-256 of the bytes, compared with the manifest's. */
+  checksum: number;
+  /** Parsing and checking the model file (shapes, values, metadata) and building its Network. */
+  decode: number;
+}
+
 /**
  * Loads and decodes a model version, checking chunk count, length and SHA-256 first.
  *
  * @param kv the store
  * @param name the model name
  * @param version a kept version; omitted, the current one
- * @returns the manifest and the decoded model
+ * @returns the manifest, the decoded model and how long each part of the load took
  * @throws {InvalidNameError} for a bad name
  * @throws {NotFoundError} for an unknown model, or a version never published or pruned
  * @throws {IntegrityError} naming the model, version and fault: a missing or wrong-sized
@@ -274,10 +286,12 @@ export async function loadModel(
   kv: Deno.Kv,
   name: string,
   version?: number,
-): Promise<{ manifest: ModelManifest; model: Model }> {
-  const { manifest, bytes } = await loadModelBytes(kv, name, version);
+): Promise<{ manifest: ModelManifest; model: Model; timings: LoadTimings }> {
+  const { manifest, bytes, timings } = await loadVerifiedBytes(kv, name, version);
+  const started = performance.now();
   try {
-    return { manifest, model: decodeModel(bytes) };
+    const model = decodeModel(bytes);
+    return { manifest, model, timings: { ...timings, decode: performance.now() - started } };
   } catch (err) {
     if (err instanceof ModelFileError) {
       throw new IntegrityError(
@@ -312,11 +326,24 @@ export async function loadModelBytes(
   name: string,
   version?: number,
 ): Promise<{ manifest: ModelManifest; bytes: Uint8Array }> {
+  const { manifest, bytes } = await loadVerifiedBytes(kv, name, version);
+  return { manifest, bytes };
+}
+
+/** {@linkcode loadModelBytes}, timed; a load retried after a prune counts every attempt. */
+async function loadVerifiedBytes(
+  kv: Deno.Kv,
+  name: string,
+  version: number | undefined,
+): Promise<{ manifest: ModelManifest; bytes: Uint8Array; timings: LoadTimings }> {
   validateModelName(name);
+  const timings: LoadTimings = { manifest: 0, chunks: 0, checksum: 0, decode: 0 };
   for (let attempt = 1;; attempt++) {
+    const started = performance.now();
     const manifest = await resolveManifest(kv, name, version);
+    timings.manifest += performance.now() - started;
     try {
-      return { manifest, bytes: await readVersionBytes(kv, manifest) };
+      return { manifest, bytes: await readVersionBytes(kv, manifest, timings), timings };
     } catch (err) {
       // Chunks vanish legitimately when a concurrent publish prunes the version mid-read; that
       // is "not found" (or, for the current version, a reason to read the new current).
@@ -627,8 +654,16 @@ async function resolveManifest(
   return manifest.value;
 }
 
-/** Reads a version's chunks and checks each one's presence and length, then the SHA-256. */
-async function readVersionBytes(kv: Deno.Kv, manifest: ModelManifest): Promise<Uint8Array> {
+/**
+ * Reads a version's chunks and checks each one's presence and length, then the SHA-256; adds
+ * the time of each part to `timings` when given.
+ */
+async function readVersionBytes(
+  kv: Deno.Kv,
+  manifest: ModelManifest,
+  timings?: LoadTimings,
+): Promise<Uint8Array> {
+  const started = performance.now();
   const { name, version, chunkCount, chunkSize, byteLength } = manifest;
   const where = describe(manifest);
   if (
@@ -659,7 +694,12 @@ async function readVersionBytes(kv: Deno.Kv, manifest: ModelManifest): Promise<U
     }
     bytes.set(chunk, i * chunkSize);
   });
+  const read = performance.now();
   const sha256 = await sha256Hex(bytes);
+  if (timings !== undefined) {
+    timings.chunks += read - started;
+    timings.checksum += performance.now() - read;
+  }
   if (sha256 !== manifest.sha256) {
     throw new IntegrityError(
       `${where}: the chunks' SHA-256 is ${sha256}; the manifest says ${manifest.sha256}`,
