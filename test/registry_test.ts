@@ -331,6 +331,14 @@ Deno.test("a missing chunk is refused with an IntegrityError naming the model an
     );
     await assertIntegrityError(loadModel(kv, "big"), missing);
     await assertIntegrityError(loadModelBytes(kv, "big", 2), missing);
+    // One missing from the middle of a range read, and the first one, are named too.
+    for (const i of [7, 0]) {
+      await kv.delete(modelChunkKey("big", 2, i));
+      await assertIntegrityError(
+        loadModel(kv, "big"),
+        new RegExp(`model "big" v2: chunk ${i} of ${manifest.chunkCount} is missing`),
+      );
+    }
     // The other version is untouched.
     assert.deepEqual((await loadModelBytes(kv, "big", 1)).bytes, encodeModel(bigModel(1)));
   });

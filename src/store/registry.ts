@@ -13,6 +13,7 @@ import {
   StoreError,
   TooLargeError,
 } from "./errors.ts";
+import { retryWhileLocked } from "./_busy_retry.ts";
 import {
   MODEL_INDEX_PREFIX,
   modelChunkKey,
@@ -128,6 +129,8 @@ const DELETES_PER_COMMIT = 500;
 /** Deno KV's limit on keys per getMany call, and how many such calls run at once. */
 const GET_MANY_LIMIT = 10;
 const READ_CONCURRENCY = 4;
+/** Chunks per range read of a model file: about 1 MB at the default chunk size. */
+const CHUNKS_PER_READ = 16;
 /** Attempts of an optimistic read-check-write before giving up with a ConflictError. */
 const MAX_ATTEMPTS = 30;
 /** The most versions `keep` may ask for (the index is one value under 64 KiB). */
@@ -290,7 +293,8 @@ export async function loadModel(
   const { manifest, bytes, timings } = await loadVerifiedBytes(kv, name, version);
   const started = performance.now();
   try {
-    const model = decodeModel(bytes);
+    // The bytes were assembled here and go nowhere else, so the parameters may be a view of them.
+    const model = decodeModel(bytes, { copy: false });
     return { manifest, model, timings: { ...timings, decode: performance.now() - started } };
   } catch (err) {
     if (err instanceof ModelFileError) {
@@ -675,14 +679,10 @@ async function readVersionBytes(
         `chunkCount ${chunkCount} do not agree`,
     );
   }
-  const keys = Array.from({ length: chunkCount }, (_, i) => modelChunkKey(name, version, i));
-  const entries = await getManyBatched(kv, keys);
+  // Each chunk is copied once, as it arrives, to its place in the file.
   const bytes = new Uint8Array(byteLength);
-  entries.forEach((entry, i) => {
-    const chunk = entry.value;
-    if (chunk === null) {
-      throw new IntegrityError(`${where}: chunk ${i} of ${chunkCount} is missing`);
-    }
+  const found = new Uint8Array(chunkCount); // (chunkCount) 1 where a chunk was read
+  await readChunkRanges(kv, name, version, chunkCount, (i, chunk) => {
     if (!(chunk instanceof Uint8Array)) {
       throw new IntegrityError(`${where}: chunk ${i} of ${chunkCount} holds a non-byte value`);
     }
@@ -693,7 +693,12 @@ async function readVersionBytes(
       );
     }
     bytes.set(chunk, i * chunkSize);
+    found[i] = 1;
   });
+  const missing = found.indexOf(0);
+  if (missing >= 0) {
+    throw new IntegrityError(`${where}: chunk ${missing} of ${chunkCount} is missing`);
+  }
   const read = performance.now();
   const sha256 = await sha256Hex(bytes);
   if (timings !== undefined) {
@@ -706,6 +711,47 @@ async function readVersionBytes(
     );
   }
   return bytes;
+}
+
+/**
+ * Reads chunks 0..count-1 of a version as a few key ranges in flight at once, one request each
+ * (a range read returns many values for the cost of one; Deno KV's SQLite backend reads 30
+ * chunks in about half the time of three 10-key `getMany` calls). Calls `each` with every chunk
+ * found, in no particular order across ranges; a missing chunk is simply not reported.
+ */
+async function readChunkRanges(
+  kv: Deno.Kv,
+  name: string,
+  version: number,
+  count: number,
+  each: (i: number, value: unknown) => void,
+): Promise<void> {
+  const ranges = Math.ceil(count / CHUNKS_PER_READ);
+  const per = Math.ceil(count / ranges);
+  let next = 0;
+  const worker = async () => {
+    while (next < ranges) {
+      const from = next++ * per;
+      const to = Math.min(count, from + per);
+      const selector = {
+        start: modelChunkKey(name, version, from),
+        end: modelChunkKey(name, version, to),
+      };
+      // Retried whole, as getMany is by openKv, while SQLite is locked by another process.
+      await retryWhileLocked(async () => {
+        // The limit makes the whole range one request (it is also the batch size).
+        for await (const entry of kv.list(selector, { limit: to - from })) {
+          const i = entry.key[entry.key.length - 1];
+          // Only keys built by modelChunkKey are chunks; anything else in the range is skipped,
+          // and the chunk it displaced is then reported missing.
+          if (entry.key.length === 6 && typeof i === "number" && Number.isInteger(i)) {
+            each(i, entry.value);
+          }
+        }
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, ranges) }, worker));
 }
 
 /** `getMany` for any number of keys: groups of 10, a few groups in flight at once, in order. */
