@@ -233,7 +233,7 @@ export async function publishModel(
   try {
     await writeChunks(kv, name, version, bytes, chunkSize);
     await writeManifest(kv, manifest);
-    await readVersionBytes(kv, manifest);
+    await checkSha256(manifest, await readVersionChunks(kv, manifest));
   } catch (err) {
     // Nothing points at this version yet, so its keys are unreachable; removing them is
     // housekeeping, and the error that stopped the publish is the one worth reporting.
@@ -260,7 +260,10 @@ export interface LoadTimings {
   manifest: number;
   /** Reading every chunk into one buffer, checking each one's presence and length. */
   chunks: number;
-  /** The SHA-256 of the bytes, compared with the manifest's. */
+  /**
+   * The SHA-256 of the bytes, compared with the manifest's. It is computed off the main thread
+   * while the bytes are decoded, so it overlaps `decode`.
+   */
   checksum: number;
   /** Parsing and checking the model file (shapes, values, metadata) and building its Network. */
   decode: number;
@@ -290,21 +293,22 @@ export async function loadModel(
   name: string,
   version?: number,
 ): Promise<{ manifest: ModelManifest; model: Model; timings: LoadTimings }> {
-  const { manifest, bytes, timings } = await loadVerifiedBytes(kv, name, version);
-  const started = performance.now();
-  try {
-    // The bytes were assembled here and go nowhere else, so the parameters may be a view of them.
-    const model = decodeModel(bytes, { copy: false });
-    return { manifest, model, timings: { ...timings, decode: performance.now() - started } };
-  } catch (err) {
-    if (err instanceof ModelFileError) {
-      throw new IntegrityError(
-        `${describe(manifest)}: the stored bytes are not a usable model: ${err.message}`,
-        { cause: err },
-      );
+  const { manifest, value, timings } = await loadVerified(kv, name, version, (bytes, manifest) => {
+    try {
+      // The bytes were assembled here and go nowhere else, so the parameters may be a view of
+      // them.
+      return decodeModel(bytes, { copy: false });
+    } catch (err) {
+      if (err instanceof ModelFileError) {
+        throw new IntegrityError(
+          `${describe(manifest)}: the stored bytes are not a usable model: ${err.message}`,
+          { cause: err },
+        );
+      }
+      throw err;
     }
-    throw err;
-  }
+  });
+  return { manifest, model: value, timings };
 }
 
 /**
@@ -330,24 +334,40 @@ export async function loadModelBytes(
   name: string,
   version?: number,
 ): Promise<{ manifest: ModelManifest; bytes: Uint8Array }> {
-  const { manifest, bytes } = await loadVerifiedBytes(kv, name, version);
-  return { manifest, bytes };
+  const { manifest, value } = await loadVerified(kv, name, version, (bytes) => bytes);
+  return { manifest, bytes: value };
 }
 
-/** {@linkcode loadModelBytes}, timed; a load retried after a prune counts every attempt. */
-async function loadVerifiedBytes(
+/**
+ * Reads a version's file and checks it, then hands it to `use`. `use` runs while the SHA-256 is
+ * computed (off the main thread), but what it returns or throws counts only once the checksum
+ * matches: a mismatch is always the error reported. A load retried after a prune counts every
+ * attempt in the timings.
+ */
+async function loadVerified<T>(
   kv: Deno.Kv,
   name: string,
   version: number | undefined,
-): Promise<{ manifest: ModelManifest; bytes: Uint8Array; timings: LoadTimings }> {
+  use: (bytes: Uint8Array, manifest: ModelManifest) => T,
+): Promise<{ manifest: ModelManifest; value: T; timings: LoadTimings }> {
   validateModelName(name);
   const timings: LoadTimings = { manifest: 0, chunks: 0, checksum: 0, decode: 0 };
   for (let attempt = 1;; attempt++) {
     const started = performance.now();
     const manifest = await resolveManifest(kv, name, version);
     timings.manifest += performance.now() - started;
+    let outcome: { value: T } | { error: unknown };
     try {
-      return { manifest, bytes: await readVersionBytes(kv, manifest, timings), timings };
+      const bytes = await readVersionChunks(kv, manifest, timings);
+      const checked = checkSha256(manifest, bytes, timings);
+      const used = performance.now();
+      try {
+        outcome = { value: use(bytes, manifest) };
+      } catch (error) {
+        outcome = { error };
+      }
+      timings.decode += performance.now() - used;
+      await checked;
     } catch (err) {
       // Chunks vanish legitimately when a concurrent publish prunes the version mid-read; that
       // is "not found" (or, for the current version, a reason to read the new current).
@@ -359,7 +379,10 @@ async function loadVerifiedBytes(
           `model "${name}" v${manifest.version} was pruned while it was being loaded`,
         );
       }
+      continue;
     }
+    if ("error" in outcome) throw outcome.error;
+    return { manifest, value: outcome.value, timings };
   }
 }
 
@@ -659,10 +682,10 @@ async function resolveManifest(
 }
 
 /**
- * Reads a version's chunks and checks each one's presence and length, then the SHA-256; adds
- * the time of each part to `timings` when given.
+ * Reads a version's chunks into one buffer, checking each one's presence and length; adds the
+ * time taken to `timings` when given.
  */
-async function readVersionBytes(
+async function readVersionChunks(
   kv: Deno.Kv,
   manifest: ModelManifest,
   timings?: LoadTimings,
@@ -699,18 +722,29 @@ async function readVersionBytes(
   if (missing >= 0) {
     throw new IntegrityError(`${where}: chunk ${missing} of ${chunkCount} is missing`);
   }
-  const read = performance.now();
+  if (timings !== undefined) timings.chunks += performance.now() - started;
+  return bytes;
+}
+
+/**
+ * Checks a file's SHA-256 against its manifest; adds the time the digest took to `timings` when
+ * given. The digest runs off the main thread, so the caller may work while it is computed.
+ */
+async function checkSha256(
+  manifest: ModelManifest,
+  bytes: Uint8Array,
+  timings?: LoadTimings,
+): Promise<void> {
+  const started = performance.now();
   const sha256 = await sha256Hex(bytes);
-  if (timings !== undefined) {
-    timings.chunks += read - started;
-    timings.checksum += performance.now() - read;
-  }
+  if (timings !== undefined) timings.checksum += performance.now() - started;
   if (sha256 !== manifest.sha256) {
     throw new IntegrityError(
-      `${where}: the chunks' SHA-256 is ${sha256}; the manifest says ${manifest.sha256}`,
+      `${
+        describe(manifest)
+      }: the chunks' SHA-256 is ${sha256}; the manifest says ${manifest.sha256}`,
     );
   }
-  return bytes;
 }
 
 /**

@@ -14,7 +14,7 @@ const PHASES: [string, string][] = [
   ["current_ms", "read `current`"],
   ["manifest_ms", "read manifest and index"],
   ["chunks_ms", "read chunks into one buffer"],
-  ["checksum_ms", "SHA-256 check"],
+  ["checksum_ms", "SHA-256 check (off the main thread, alongside the next row)"],
   ["decode_ms", "parse and check the file, build the Network"],
   ["wasm_ms", "compile step.wasm"],
   ["stepper_ms", "build SimdStepper (copy, pack, fold embedding)"],
