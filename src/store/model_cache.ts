@@ -25,7 +25,10 @@ export interface LoadedModel {
 
 /** {@linkcode LoadTimings} plus the serving side's own parts, in milliseconds. */
 export interface ModelLoadTimings extends LoadTimings {
-  /** Compiling step.wasm: done by the first SIMD stepper of a process, then 0. */
+  /**
+   * Compiling step.wasm: done for the first SIMD stepper of a process (then about 0), while the
+   * first KV read is in flight, so it overlaps `manifest`.
+   */
   wasm: number;
   /** Building the stepper: copying the weights in, packing them, folding the embedding. */
   stepper: number;
@@ -122,12 +125,22 @@ export class ModelCache {
   }
 
   async #fetch(name: string, version: number): Promise<LoadedModel> {
-    const { manifest, model, timings } = await loadModel(this.#kv, name, version);
-    const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);
     const simd = simdAvailable();
+    let wasm = 0;
+    const compile = () => {
+      const started = performance.now();
+      if (simd) stepModule();
+      wasm = performance.now() - started;
+    };
+    // loadModel returns at its first KV read, so step.wasm is compiled (once per process) while
+    // that read is in flight.
+    const loading = loadModel(this.#kv, name, version);
+    const [{ manifest, model, timings }] = await Promise.all([
+      loading,
+      Promise.resolve().then(compile),
+    ]);
+    const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);
     const started = performance.now();
-    if (simd) stepModule();
-    const compiled = performance.now();
     const stepper = simd ? new SimdStepper(model.network) : new Stepper(model.network);
     const built = performance.now();
     return {
@@ -137,7 +150,7 @@ export class ModelCache {
       model,
       vocab,
       stepper,
-      timings: { ...timings, wasm: compiled - started, stepper: built - compiled },
+      timings: { ...timings, wasm, stepper: built - started },
     };
   }
 
