@@ -134,9 +134,8 @@ export class ModelCache {
     };
     // loadModel returns at its first KV read, so step.wasm is compiled (once per process) while
     // that read is in flight.
-    const loading = loadModel(this.#kv, name, version);
     const [{ manifest, model, timings }] = await Promise.all([
-      loading,
+      loadModel(this.#kv, name, version),
       Promise.resolve().then(compile),
     ]);
     const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);

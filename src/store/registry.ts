@@ -270,7 +270,9 @@ export interface LoadTimings {
 }
 
 /**
- * Loads and decodes a model version, checking chunk count, length and SHA-256 first.
+ * Loads and decodes a model version, checking chunk count, length and SHA-256; the file is
+ * decoded while its SHA-256 is computed, but nothing is returned before the checksum matches,
+ * and a mismatch is the error reported even when the bytes also fail to decode.
  *
  * @param kv the store
  * @param name the model name
@@ -739,10 +741,9 @@ async function checkSha256(
   const sha256 = await sha256Hex(bytes);
   if (timings !== undefined) timings.checksum += performance.now() - started;
   if (sha256 !== manifest.sha256) {
+    const where = describe(manifest);
     throw new IntegrityError(
-      `${
-        describe(manifest)
-      }: the chunks' SHA-256 is ${sha256}; the manifest says ${manifest.sha256}`,
+      `${where}: the chunks' SHA-256 is ${sha256}; the manifest says ${manifest.sha256}`,
     );
   }
 }
