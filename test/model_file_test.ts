@@ -551,8 +551,37 @@ Deno.test("decodeModel() refuses a NaN or infinite weight, naming the tensor and
       const t1 = raw.tensors.get("rnn.weight_hh_l1")!;
       t1.data[7] = value;
       assertRefused(build(raw), "rnn.weight_hh_l1", "non-finite", "at 7");
+      // Without copies the values are checked where they lie in the file.
+      assert.throws(
+        () => decodeModel(build(raw), { copy: false }),
+        /rnn\.weight_hh_l1 holds a non-finite value at 7/,
+      );
     });
   }
+  await t.step("a NaN with a payload", () => {
+    const raw = lmFile();
+    const data = raw.tensors.get("head.bias")!.data;
+    new Uint32Array(data.buffer, data.byteOffset, data.length)[2] = 0x7fc0_1234;
+    assertRefused(build(raw), "head.bias", "non-finite", "at 2");
+  });
+});
+
+Deno.test("decodeModel() with copy: false keeps the parameters in the file's memory", () => {
+  const model = makeModel("lstm", "tanh", 2, "embedding", "lm");
+  const bytes = encodeModel(model);
+  const shared = decodeModel(bytes, { copy: false }).network.params as Float32Array;
+  assert.equal(shared.buffer, bytes.buffer);
+  assert.deepEqual(bits(shared), bits(model.network.params as Float32Array));
+  // The default still gives parameters of their own.
+  assert.notEqual((decodeModel(bytes).network.params as Float32Array).buffer, bytes.buffer);
+
+  // A file whose tensors are not in parameter order (as another writer may lay them out) gets
+  // one fresh buffer with every tensor in its place.
+  const raw = rawOf(model);
+  const reversed = build({ tensors: new Map([...raw.tensors].reverse()), metadata: raw.metadata });
+  const joined = decodeModel(reversed, { copy: false }).network.params as Float32Array;
+  assert.notEqual(joined.buffer, reversed.buffer);
+  assert.deepEqual(bits(joined), bits(model.network.params as Float32Array));
 });
 
 Deno.test("decodeModel() refuses metadata format of another value", async (t) => {

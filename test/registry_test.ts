@@ -310,6 +310,14 @@ Deno.test("a corrupt chunk is refused with an IntegrityError naming the model an
     await assertIntegrityError(loadModel(kv, "big"), /model "big" v1: .*SHA-256/);
     await assertIntegrityError(loadModelBytes(kv, "big", 1), /model "big" v1: .*SHA-256/);
 
+    // A corrupt header fails to decode as well; the checksum, checked first, is what is named.
+    const first = (await kv.get<Uint8Array>(modelChunkKey("big", 1, 0))).value!;
+    const garbled = first.slice();
+    garbled[9] ^= 0xff;
+    await kv.set(modelChunkKey("big", 1, 0), garbled);
+    await assertIntegrityError(loadModel(kv, "big"), /model "big" v1: .*SHA-256/);
+    await kv.set(modelChunkKey("big", 1, 0), first);
+
     await kv.set(key, chunk.slice(0, 1000));
     await assertIntegrityError(
       loadModel(kv, "big", 1),
@@ -331,6 +339,14 @@ Deno.test("a missing chunk is refused with an IntegrityError naming the model an
     );
     await assertIntegrityError(loadModel(kv, "big"), missing);
     await assertIntegrityError(loadModelBytes(kv, "big", 2), missing);
+    // One missing from the middle of a range read, and the first one, are named too.
+    for (const i of [7, 0]) {
+      await kv.delete(modelChunkKey("big", 2, i));
+      await assertIntegrityError(
+        loadModel(kv, "big"),
+        new RegExp(`model "big" v2: chunk ${i} of ${manifest.chunkCount} is missing`),
+      );
+    }
     // The other version is untouched.
     assert.deepEqual((await loadModelBytes(kv, "big", 1)).bytes, encodeModel(bigModel(1)));
   });

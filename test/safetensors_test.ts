@@ -406,6 +406,40 @@ Deno.test("decodeSafetensors() returns copies that do not alias the input", () =
   assertValues(decodeSafetensors(bytes).tensors.get("w")!.data, [0, 0, 0, 0]);
 });
 
+Deno.test("decodeSafetensors() with copy: false gives views of aligned F32 data and copies the rest", () => {
+  // Header of 8k bytes puts the data 4-byte aligned in a file at offset 0 of its buffer.
+  const header = {
+    a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+    h: { dtype: "F16", shape: [2], data_offsets: [8, 12] },
+    b: { dtype: "F32", shape: [1], data_offsets: [12, 16] },
+  };
+  const data = concat(
+    leBytes("f32", [1.5, -2]),
+    leBytes("u16", [0x3c00, 0xc000]),
+    leBytes("f32", [3]),
+  );
+  const aligned = buildFile(header, data, { padTo: 8 });
+  const { tensors } = decodeSafetensors(aligned, { copy: false });
+  for (const name of ["a", "b"]) {
+    assert.equal(tensors.get(name)!.data.buffer, aligned.buffer, `${name} is a view`);
+  }
+  assert.notEqual(tensors.get("h")!.data.buffer, aligned.buffer, "F16 is converted");
+  assertValues(tensors.get("a")!.data, [1.5, -2]);
+  assertValues(tensors.get("h")!.data, [1, -2]);
+  assertValues(tensors.get("b")!.data, [3]);
+  aligned.fill(0, aligned.length - 4);
+  assertValues(tensors.get("b")!.data, [0]); // a view sees changes to the input
+
+  // One byte into its buffer, the same file's F32 data is misaligned: copied, same values.
+  const shifted = buildFile(header, data, { padTo: 8, prefix: 1 });
+  const copied = decodeSafetensors(shifted, { copy: false }).tensors;
+  for (const name of ["a", "h", "b"]) {
+    assert.notEqual(copied.get(name)!.data.buffer, shifted.buffer, `${name} is a copy`);
+  }
+  assertValues(copied.get("a")!.data, [1.5, -2]);
+  assertValues(copied.get("b")!.data, [3]);
+});
+
 Deno.test("decodeSafetensors() accepts valid variations of the header", async (t) => {
   await t.step("tensors listed out of offset order come back in offset order", () => {
     const bytes = buildFile(

@@ -2,7 +2,14 @@
 // The model file: safetensors whose tensor names are the state_dict of a PyTorch module with
 // `embed` (nn.Embedding, absent for dense input), `rnn` (nn.RNN / nn.GRU / nn.LSTM) and `head`
 // (nn.Linear), and whose __metadata__ carries what PyTorch does not know.
-import { type CellKind, gatesOf, Network, type NetworkConfig, paramLayout } from "../nn/mod.ts";
+import {
+  type CellKind,
+  gatesOf,
+  Network,
+  type NetworkConfig,
+  paramLayout,
+  type ParamSpec,
+} from "../nn/mod.ts";
 import { CharVocab } from "../text/char_vocab.ts";
 import {
   decodeSafetensors,
@@ -44,6 +51,18 @@ export class ModelFileError extends Error {
 }
 
 const KNOWN_KEYS = ["format", "cell", "nonlinearity", "task", "vocabulary", "labels"];
+
+/** How {@linkcode decodeModel} treats its input. */
+export interface DecodeModelOptions {
+  /**
+   * Whether the parameters get memory of their own. `false` lets them be a view of the input's
+   * buffer when the file holds them as float32 in parameter order (as {@linkcode encodeModel}
+   * writes them): no copy, for a caller that owns the bytes and will not change them.
+   *
+   * @default true
+   */
+  copy?: boolean;
+}
 
 /**
  * Serialises a model to safetensors bytes (float32, PyTorch names, metadata).
@@ -94,14 +113,16 @@ export function encodeModel(model: Model): Uint8Array {
  * inferred from the gate count (1 rnn, 3 gru, 4 lstm).
  *
  * @param bytes the file
- * @returns the model, parameters in a fresh Float32Array
+ * @param options whether the parameters may share memory with `bytes`
+ * @returns the model, parameters in one Float32Array: a fresh one, or with `copy: false`
+ *   possibly a view of `bytes`
  * @throws {ModelFileError} naming the problem (a malformed file, a missing or unexpected
- *   tensor, shapes that disagree, metadata that does not fit)
+ *   tensor, shapes that disagree, a non-finite value, metadata that does not fit)
  */
-export function decodeModel(bytes: Uint8Array): Model {
+export function decodeModel(bytes: Uint8Array, options: DecodeModelOptions = {}): Model {
   let decoded;
   try {
-    decoded = decodeSafetensors(bytes);
+    decoded = decodeSafetensors(bytes, { copy: options.copy ?? true });
   } catch (err) {
     if (err instanceof SafetensorsError) {
       throw new ModelFileError(`not a valid safetensors file: ${err.message}`);
@@ -204,7 +225,7 @@ export function decodeModel(bytes: Uint8Array): Model {
       );
     }
   }
-  const flat = new Float32Array(layout.at(-1)!.offset + layout.at(-1)!.size);
+  const parts: Float32Array[] = [];
   for (const spec of layout) {
     const t = tensors.get(spec.name);
     if (t === undefined) {
@@ -223,13 +244,15 @@ export function decodeModel(bytes: Uint8Array): Model {
         `${spec.name} has shape [${t.shape}]; the other tensors imply [${spec.shape}]`,
       );
     }
-    for (let k = 0; k < t.data.length; k++) {
-      if (!Number.isFinite(t.data[k])) {
-        throw new ModelFileError(`${spec.name} holds a non-finite value at ${k}`);
-      }
+    // includes() scans natively, several times faster than a loop here; the index is looked
+    // up only for the message.
+    if (t.data.includes(NaN) || t.data.includes(Infinity) || t.data.includes(-Infinity)) {
+      const k = t.data.findIndex((x) => !Number.isFinite(x));
+      throw new ModelFileError(`${spec.name} holds a non-finite value at ${k}`);
     }
-    flat.set(t.data, spec.offset);
+    parts.push(t.data);
   }
+  const flat = adjacentView(parts, layout) ?? joined(parts, layout);
 
   const task = (metadata.task ?? (embedded ? "lm" : "classify")) as Task;
   if (!TASKS.includes(task)) {
@@ -245,6 +268,23 @@ export function decodeModel(bytes: Uint8Array): Model {
   const meta: ModelMeta = { task, vocabulary, labels, extra };
   checkMeta(network.config, meta);
   return { network, meta };
+}
+
+/** The parameters as one view, when the tensors are views lying in layout order in one buffer. */
+function adjacentView(parts: Float32Array[], layout: ParamSpec[]): Float32Array | null {
+  const first = parts[0];
+  const adjacent = parts.every((p, s) =>
+    p.buffer === first.buffer && p.byteOffset === first.byteOffset + layout[s].offset * 4
+  );
+  const total = layout.at(-1)!.offset + layout.at(-1)!.size;
+  return adjacent ? new Float32Array(first.buffer, first.byteOffset, total) : null;
+}
+
+/** The parameters copied into one fresh buffer, each tensor at its layout offset. */
+function joined(parts: Float32Array[], layout: ParamSpec[]): Float32Array {
+  const flat = new Float32Array(layout.at(-1)!.offset + layout.at(-1)!.size);
+  parts.forEach((p, s) => flat.set(p, layout[s].offset));
+  return flat;
 }
 
 function parseList(metadata: Record<string, string>, key: string): string[] | null {

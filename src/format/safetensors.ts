@@ -3,7 +3,8 @@
 // Reader and writer for the safetensors format described at
 // https://github.com/huggingface/safetensors. The reader validates the whole header (dtypes,
 // shapes, offsets, coverage of the byte buffer, metadata) before converting anything, and converts
-// F32, F64, F16 and BF16 tensors to freshly allocated Float32Arrays. The writer always emits F32.
+// F32, F64, F16 and BF16 tensors to freshly allocated Float32Arrays (or, on request, F32 tensors to
+// views of the input). The writer always emits F32.
 
 /**
  * A dtype name from the safetensors spec.
@@ -95,6 +96,15 @@ export interface DecodeOptions {
    * @default 100_000_000
    */
   maxHeaderBytes?: number;
+  /**
+   * Whether every tensor gets memory of its own. `false` lets an F32 tensor be a view of the
+   * input where that needs no conversion (a little-endian host, data 4-byte aligned in the
+   * input's buffer), saving a copy when the caller owns the bytes and will not change them;
+   * other tensors are still converted into fresh arrays.
+   *
+   * @default true
+   */
+  copy?: boolean;
 }
 
 /**
@@ -196,7 +206,8 @@ interface Entry {
  *
  * @param bytes The complete file contents; any byte offset into any buffer is fine.
  * @param options Limits for untrusted input; see {@linkcode DecodeOptions}.
- * @returns Fresh tensors (never aliasing `bytes`) in byte-buffer order, plus the metadata strings.
+ * @returns Tensors in byte-buffer order, plus the metadata strings; the tensors never alias
+ *   `bytes` unless `options.copy` is false.
  * @throws {SafetensorsError} If the file is malformed or holds a dtype other than F32, F64, F16
  *   or BF16.
  * @example
@@ -213,6 +224,7 @@ export function decodeSafetensors(
   if (!(bytes instanceof Uint8Array)) {
     throw new SafetensorsError("input must be a Uint8Array");
   }
+  const copy = options.copy ?? true;
   const maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   if (typeof maxHeaderBytes !== "number" || !(maxHeaderBytes >= 0)) {
     throw new SafetensorsError(
@@ -271,7 +283,10 @@ export function decodeSafetensors(
     const start = dataStart + entry.begin;
     tensors.set(entry.name, {
       shape: entry.shape,
-      data: convert(bytes, view, entry.dtype, start, entry.count),
+      data: !copy && entry.dtype === "F32" && LITTLE_ENDIAN_HOST &&
+          (bytes.byteOffset + start) % 4 === 0
+        ? new Float32Array(bytes.buffer, bytes.byteOffset + start, entry.count)
+        : convert(bytes, view, entry.dtype, start, entry.count),
     });
   }
   return { tensors, metadata };

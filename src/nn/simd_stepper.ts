@@ -3,7 +3,7 @@
 // The inference step of src/nn/stepper.ts on WebAssembly SIMD kernels (step.wat): the network's
 // weights are copied into one wasm memory at construction, packed for the kernel, and a step
 // makes a handful of wasm calls and two copies of the state, allocating nothing.
-import { type FloatArray, matmulABt } from "../math/mod.ts";
+import type { FloatArray } from "../math/mod.ts";
 import { gatesOf } from "./config.ts";
 import type { Network } from "./network.ts";
 import { checkBatch, MAX_BATCH, type StreamStepper } from "./stepper.ts";
@@ -207,8 +207,9 @@ export class SimdStepper implements StreamStepper {
     this.#manyGh = take(MAX_BATCH * pad16(g));
     this.#manyLogits = take(MAX_BATCH * pad16(o));
     const manyProbs = take(MAX_BATCH * pad16(o));
-    // Row-major matrices are copied here, then packed into place by the kernel that reads them.
-    const scratch = take(Math.max(g * Math.max(i, h), o * h));
+    // Row-major matrices are copied here, then packed into place by the kernel that reads them;
+    // for the embedding fold, W_ih of layer 0 (G, I) and the embedding table (V, I).
+    const scratch = take(Math.max(g * Math.max(i, h), o * h, embedding ? (g + v) * i : 0));
 
     const { kernels, memory } = instantiateKernels(top);
     const f32 = new Float32Array(memory.buffer);
@@ -227,18 +228,21 @@ export class SimdStepper implements StreamStepper {
     packInto(this.#headW, p.headW, o, h);
     put(this.#headB, p.headB);
     if (embedding) {
-      // The same fold as Stepper's, in the same precision: layer 0's gi is then identical.
-      const t = this.#tablePtr / 4;
-      matmulABt(
-        f32.subarray(t, t + v * g),
-        p.embed!,
-        p.layers[0].wIh,
-        p.layers[0].bIh,
-        v,
-        g,
-        i,
-        false,
-      );
+      // Fold the embedding into layer 0's input product, one wasm matvec per token:
+      // table[t] = W_ih e_t + b_ih (G), so a step reads its gi instead of computing it.
+      const embedAt = scratch + g * i * 4;
+      put(scratch, p.layers[0].wIh);
+      put(embedAt, p.embed!);
+      for (let t = 0; t < v; t++) {
+        kernels.matvec(
+          this.#tablePtr + t * g * 4,
+          scratch,
+          embedAt + t * i * 4,
+          this.#layers[0].bIh,
+          g,
+          i,
+        );
+      }
     }
     f32.fill(0, scratch / 4, top / 4);
 

@@ -2,11 +2,11 @@
 // by checksum, when loaded) and the `current` keys watched, so a version published while a
 // server runs reaches new sessions without a restart.
 import type { Model } from "../format/mod.ts";
-import { simdAvailable, SimdStepper, Stepper, type StreamStepper } from "../nn/mod.ts";
+import { simdAvailable, SimdStepper, stepModule, Stepper, type StreamStepper } from "../nn/mod.ts";
 import { CharVocab } from "../text/char_vocab.ts";
 import { NotFoundError } from "./errors.ts";
 import { modelCurrentKey, validateModelName } from "./keys.ts";
-import { getCurrentVersion, loadModel, type ModelManifest } from "./registry.ts";
+import { getCurrentVersion, loadModel, type LoadTimings, type ModelManifest } from "./registry.ts";
 
 /** A model version ready to serve. */
 export interface LoadedModel {
@@ -19,6 +19,19 @@ export interface LoadedModel {
   /** A stepper shared by every session of this version (steps are synchronous, never
    * interleaved): the WebAssembly SIMD one where the platform has SIMD, else TypeScript's. */
   stepper: StreamStepper;
+  /** How long each part of loading this version took, in milliseconds. */
+  timings: ModelLoadTimings;
+}
+
+/** {@linkcode LoadTimings} plus the serving side's own parts, in milliseconds. */
+export interface ModelLoadTimings extends LoadTimings {
+  /**
+   * Compiling step.wasm: done for the first SIMD stepper of a process (then about 0), while the
+   * first KV read is in flight, so it overlaps `manifest`.
+   */
+  wasm: number;
+  /** Building the stepper: copying the weights in, packing them, folding the embedding. */
+  stepper: number;
 }
 
 /** Options of {@linkcode ModelCache}. */
@@ -112,10 +125,32 @@ export class ModelCache {
   }
 
   async #fetch(name: string, version: number): Promise<LoadedModel> {
-    const { manifest, model } = await loadModel(this.#kv, name, version);
+    const simd = simdAvailable();
+    let wasm = 0;
+    const compile = () => {
+      const started = performance.now();
+      if (simd) stepModule();
+      wasm = performance.now() - started;
+    };
+    // loadModel returns at its first KV read, so step.wasm is compiled (once per process) while
+    // that read is in flight.
+    const [{ manifest, model, timings }] = await Promise.all([
+      loadModel(this.#kv, name, version),
+      Promise.resolve().then(compile),
+    ]);
     const vocab = model.meta.vocabulary === null ? null : new CharVocab(model.meta.vocabulary);
-    const stepper = simdAvailable() ? new SimdStepper(model.network) : new Stepper(model.network);
-    return { name, version, manifest, model, vocab, stepper };
+    const started = performance.now();
+    const stepper = simd ? new SimdStepper(model.network) : new Stepper(model.network);
+    const built = performance.now();
+    return {
+      name,
+      version,
+      manifest,
+      model,
+      vocab,
+      stepper,
+      timings: { ...timings, wasm, stepper: built - started },
+    };
   }
 
   /** Adds a name to the watches: to the last group if it has room (KV watches at most 10 keys). */
