@@ -1,14 +1,52 @@
 // L layers, H hidden, O outputs, S state parts (1, or 2 for LSTM); batch 1.
-// onnxruntime-node as the peer of the step benchmarks. It is imported on demand, so only the
-// benchmarks that ask for it load its native library (they need --allow-ffi and --allow-read);
-// the test suite never does.
-import type * as Ort from "onnxruntime-node";
+// onnxruntime-node as the peer of the step benchmarks. It is imported on demand, by a specifier
+// the type checker does not follow and with the lockfile off (the bench tasks pass --no-lock),
+// so only the benchmarks that ask for it download it (about 290 MB of binaries for every
+// platform) and load its native library (they need --allow-ffi and --allow-read); the test
+// suite, type checks and CI never do.
 import { type Network, Stepper } from "../../src/nn/mod.ts";
 import { maxAbsDiff } from "../_close.ts";
 import { encodeModel, stepGraph, stepNames } from "./_onnx.ts";
 
-/** The onnxruntime-node module. */
-export type OrtModule = typeof Ort;
+/** The npm package and version of the peer. */
+export const ORT_PACKAGE = "npm:onnxruntime-node@1.30.0";
+
+/** The part of onnxruntime-node's API the benchmarks use (its own types would pull it in). */
+// deno-lint-ignore no-namespace
+declare namespace Ort {
+  interface Tensor {
+    readonly data: unknown;
+  }
+  type OnnxValue = Tensor;
+  interface InferenceSession {
+    run(feeds: InferenceSession.FeedsType, fetches: InferenceSession.FetchesType): Promise<unknown>;
+    release(): Promise<void>;
+  }
+  namespace InferenceSession {
+    type FeedsType = Record<string, Tensor>;
+    type FetchesType = Record<string, OnnxValue | null>;
+    interface SessionOptions {
+      graphOptimizationLevel?: "disabled" | "basic" | "extended" | "all";
+      intraOpNumThreads?: number;
+      interOpNumThreads?: number;
+      executionMode?: "sequential" | "parallel";
+    }
+  }
+}
+
+/** The onnxruntime-node module, as far as the benchmarks use it. */
+export interface OrtModule {
+  Tensor: new (
+    type: "float32" | "int64",
+    data: Float32Array | BigInt64Array,
+    dims: readonly number[],
+  ) => Ort.Tensor;
+  InferenceSession: {
+    create(model: Uint8Array, options?: Ort.InferenceSession.SessionOptions): Promise<
+      Ort.InferenceSession
+    >;
+  };
+}
 
 /** The outcome of {@linkcode loadOrt}: the module, or why it cannot be used here. */
 export type OrtLoad = { ok: true; ort: OrtModule } | { ok: false; reason: string };
@@ -21,7 +59,8 @@ export type OrtLoad = { ok: true; ort: OrtModule } | { ok: false; reason: string
  */
 export async function loadOrt(): Promise<OrtLoad> {
   try {
-    return { ok: true, ort: await import("onnxruntime-node") };
+    const specifier: string = ORT_PACKAGE; // a variable: not followed by the type checker
+    return { ok: true, ort: await import(specifier) };
   } catch (e) {
     return { ok: false, reason: e instanceof Error ? e.message : String(e) };
   }
