@@ -463,7 +463,7 @@ try {
   );
   console.log("|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|");
   for (const r of rows) {
-    const perSession = r.mode.startsWith("latency") && r.sessions >= 100
+    const perSession = !r.mode.startsWith("throughput") && r.sessions >= 100
       ? ((r.rssPeak - r.rssBefore) / r.sessions).toFixed(1)
       : "—";
     const rssCell = `${mib(r.rssBefore)} → ${mib(r.rssPeak)} → ${mib(r.rssAfter)}`;
