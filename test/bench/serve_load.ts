@@ -30,8 +30,8 @@
 // without it the server seeds fixtures/models/moby.safetensors itself (or, if that file does
 // not exist, the small test model is published).
 import { parseArgs } from "node:util";
+import { RawPost } from "./_raw_http.ts";
 import {
-  BodyWriter,
   MOBY_FIXTURE,
   type OpenStream,
   openStream,
@@ -55,6 +55,7 @@ const args = parseArgs({
     rate: { type: "string", default: "100" },
     chunk: { type: "string", default: "10" },
     "server-flags": { type: "string", default: "" },
+    "checkpoint-every": { type: "string" },
   },
 });
 const modes = new Set(args.values.modes.split(","));
@@ -297,51 +298,38 @@ async function throughputMode(server: ServerProcess, n: number, budgetMs: number
  * Rate mode: N sessions stream text at `rate` tokens/s each, `chunk` tokens per write (a client
  * that types or transcribes), the writes of all sessions spread evenly over the interval by one
  * ticker. A token's latency is from the write that carried it to its `step` event at the client
- * (the k-th step event of a session answers its k-th token). The response is read raw: step
- * events are counted by their `event: step` line, so the client stays cheap enough to offer
- * the load.
+ * (the k-th step event of a session answers its k-th token). Each session is one HTTP/1.1
+ * connection driven directly (_raw_http.ts) and its response is read raw: step events are
+ * counted by their `event: step` line, so the client stays cheap enough to offer the load.
  */
 async function rateMode(server: ServerProcess, n: number, budgetMs: number): Promise<Row> {
   const rssBefore = server.rssKiB() ?? 0;
   const rss = new RssPeak(server);
   const interval = (1000 * chunk) / rate; // ms between one session's writes
-  const sessions = await Promise.all(Array.from({ length: n }, async (_, i) => {
-    const body = new BodyWriter();
-    const res = await fetch(`${server.base}/session/rate-${n}-${i}`, {
-      method: "POST",
-      headers: { "content-type": "text/plain; charset=utf-8" },
-      body: body.stream,
-      duplex: "half",
-    } as RequestInit);
-    if (res.status !== 200) throw new Error(`POST /session/rate-${n}-${i}: ${res.status}`);
-    return { body, res, sent: [] as number[], offset: 0, steps: 0 };
-  }));
   const latencies: number[] = [];
   let errors = 0, done = 0;
   const marker = "event: step\n";
-  const readers = sessions.map(async (s) => {
-    const decoder = new TextDecoder();
+  const sessions = await Promise.all(Array.from({ length: n }, async (_, i) => {
+    const s = { post: null as RawPost | null, sent: [] as number[], offset: 0, steps: 0 };
     let carry = "";
-    try {
-      for await (const bytes of s.res.body!) {
-        const now = performance.now();
-        const text = carry + decoder.decode(bytes, { stream: true });
-        let at = text.indexOf(marker);
-        let last = 0;
-        while (at >= 0) {
-          latencies.push(now - s.sent[Math.floor(s.steps / chunk)]);
-          s.steps++;
-          last = at + marker.length;
-          at = text.indexOf(marker, last);
-        }
-        carry = text.slice(Math.max(last, text.length - marker.length));
-        if (text.includes("event: done\n")) done++;
-        if (text.includes("event: error\n")) errors++;
+    s.post = await RawPost.open(server.port, `/session/rate-${n}-${i}`, (piece) => {
+      const now = performance.now();
+      const text = carry + piece;
+      let at = text.indexOf(marker);
+      let last = 0;
+      while (at >= 0) {
+        latencies.push(now - s.sent[Math.floor(s.steps / chunk)]);
+        s.steps++;
+        last = at + marker.length;
+        at = text.indexOf(marker, last);
       }
-    } catch {
-      errors++;
-    }
-  });
+      carry = text.slice(Math.max(last, text.length - marker.length));
+      if (text.includes("event: done\n")) done++;
+      if (text.includes("event: error\n")) errors++;
+    });
+    return s;
+  }));
+  const readers = sessions.map((s) => s.post!.done);
   const t0 = performance.now();
   const deadline = t0 + budgetMs;
   const tick = 5; // ms; each tick writes for the sessions whose turn has come
@@ -353,13 +341,14 @@ async function rateMode(server: ServerProcess, n: number, budgetMs: number): Pro
       const text = TEXT.slice(s.offset, s.offset + chunk);
       s.offset = (s.offset + chunk) % (TEXT.length - chunk);
       s.sent.push(performance.now());
-      s.body.write(text);
+      s.post!.write(text);
     }
     await sleep(tick);
   }
   const sent = sessions.reduce((a, s) => a + s.sent.length * chunk, 0);
-  for (const s of sessions) s.body.close();
+  for (const s of sessions) s.post!.end();
   await withTimeout(Promise.all(readers), 30_000, "the rate-mode responses").catch(() => errors++);
+  for (const s of sessions) s.post!.close();
   const seconds = (performance.now() - t0) / 1000;
   const rssPeak = rss.stop();
   await sleep(200);
@@ -407,8 +396,10 @@ try {
   } else {
     modelNote = `${MOBY_FIXTURE} (seeded by the server)`;
   }
+  const checkpointEvery = args.values["checkpoint-every"];
   server = await ServerProcess.start({
     kvPath,
+    env: checkpointEvery === undefined ? {} : { CHECKPOINT_EVERY: checkpointEvery },
     startTimeoutMs: 60_000,
     denoFlags: args.values["server-flags"].split(" ").filter((f) => f !== ""),
   });
@@ -453,7 +444,9 @@ try {
   const fx = (x: number, d = 2) => Number.isFinite(x) ? x.toFixed(d) : "—";
   console.log(
     `\nserve_load: model ${modelNote}: ${moby?.cell} L=${moby?.layers} H=${moby?.hiddenSize} ` +
-      `V=${moby?.vocabSize}; ${tokens} tokens per session; CHECKPOINT_EVERY default (64); ` +
+      `V=${moby?.vocabSize}; ${tokens} tokens per session; CHECKPOINT_EVERY ${
+        checkpointEvery ?? "default (64)"
+      }; ` +
       `client and server on one machine (${navigator.hardwareConcurrency} cores), loopback; ` +
       `open-file limit ${openFileLimit()}; Deno ${Deno.version.deno}\n`,
   );

@@ -1,0 +1,80 @@
+// Session writes are grouped into shared commits, and each write still gets its own outcome.
+import assert from "node:assert/strict";
+import { ConflictError } from "../src/store/errors.ts";
+import { readSession, type SessionRecord, writeSession } from "../src/store/sessions.ts";
+
+const record = (seq: number): SessionRecord => ({
+  model: "m",
+  version: 1,
+  seq,
+  hidden: new Uint8Array(16).fill(seq % 256),
+  context: {},
+  createdAt: "2026-01-01T00:00:00.000Z",
+  updatedAt: "2026-01-01T00:00:00.000Z",
+});
+const DAY = 24 * 3600 * 1000;
+
+Deno.test("concurrent session writes share commits and each lands", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const n = 150; // more than one group
+    const stamps = await Promise.all(
+      Array.from({ length: n }, (_, i) => writeSession(kv, `s${i}`, record(i), null, DAY)),
+    );
+    assert.ok(new Set(stamps).size < n, "the writes were not grouped");
+    for (let i = 0; i < n; i++) {
+      const stored = await readSession(kv, `s${i}`);
+      assert.equal(stored?.record.seq, i);
+      assert.equal(stored?.versionstamp, stamps[i]);
+    }
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a stale write in a group gets the conflict; the others in its group land", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const first = await writeSession(kv, "taken", record(1), null, DAY);
+    await writeSession(kv, "taken", record(2), first, DAY); // now `first` is stale
+    // Hold the store busy with one write so the next ones queue up and go as one group.
+    const writes = [
+      writeSession(kv, "warm", record(0), null, DAY),
+      writeSession(kv, "a", record(5), null, DAY),
+      writeSession(kv, "taken", record(9), first, DAY),
+      writeSession(kv, "b", record(6), null, DAY),
+    ];
+    const results = await Promise.allSettled(writes);
+    assert.equal(results[0].status, "fulfilled");
+    assert.equal(results[1].status, "fulfilled");
+    assert.equal(results[3].status, "fulfilled");
+    assert.equal(results[2].status, "rejected");
+    assert.ok((results[2] as PromiseRejectedResult).reason instanceof ConflictError);
+    assert.equal(
+      (await readSession(kv, "taken"))?.record.seq,
+      2,
+      "the stale write changed nothing",
+    );
+    assert.equal((await readSession(kv, "a"))?.record.seq, 5);
+    assert.equal((await readSession(kv, "b"))?.record.seq, 6);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("two writes to one session in one group: the second waits and is checked against the first", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const writes = [
+      writeSession(kv, "warm", record(0), null, DAY),
+      writeSession(kv, "x", record(1), null, DAY),
+      writeSession(kv, "x", record(2), null, DAY), // also expects "absent": must lose
+    ];
+    const results = await Promise.allSettled(writes);
+    assert.equal(results[1].status, "fulfilled");
+    assert.equal(results[2].status, "rejected");
+    assert.equal((await readSession(kv, "x"))?.record.seq, 1);
+  } finally {
+    kv.close();
+  }
+});
