@@ -17,12 +17,18 @@ import {
   type CellKind,
   Network,
   type NetworkConfig,
+  simdTrainKernels,
   simdTrainSupported,
   SimdTrainWorkspace,
   Workspace,
 } from "../src/nn/mod.ts";
 import type { TrainKernels } from "../src/nn/_simd_shard.ts";
-import { assembleTarget, TRAIN_TARGET } from "../src/math/simd/build.ts";
+import {
+  assembleTarget,
+  TRAIN_RELAXED_TARGET,
+  TRAIN_TARGET,
+  type WasmTarget,
+} from "../src/math/simd/build.ts";
 import { createOptimizer, TbpttTrainer } from "../src/train/mod.ts";
 
 /** float32 products over K ≤ 300 terms of size ~1: rounding stays well under this. */
@@ -32,8 +38,11 @@ const GRAD_ATOL = 1e-6, GRAD_RTOL = 1e-4;
 const LOSS_TOLERANCE = 1e-6;
 const ACTIVATION_TOLERANCE = 1e-6;
 
-function kernels(bytes: number): { k: TrainKernels; f32: Float32Array } {
-  const module = new WebAssembly.Module(Deno.readFileSync(TRAIN_TARGET.wasm));
+function kernels(
+  bytes: number,
+  target: WasmTarget = TRAIN_TARGET,
+): { k: TrainKernels; f32: Float32Array } {
+  const module = new WebAssembly.Module(Deno.readFileSync(target.wasm));
   const pages = Math.ceil(bytes / 65536);
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   const k = new WebAssembly.Instance(module, { env: { memory } })
@@ -41,13 +50,21 @@ function kernels(bytes: number): { k: TrainKernels; f32: Float32Array } {
   return { k, f32: new Float32Array(memory.buffer) };
 }
 
-Deno.test("train.wasm is what train.wat assembles to", async () => {
-  const built = await assembleTarget(TRAIN_TARGET);
-  const committed = await Deno.readFile(TRAIN_TARGET.wasm);
-  assert.ok(
-    built.length === committed.length && built.every((b, k) => b === committed[k]),
-    "train.wasm is stale: run `deno task build:simd` and commit the result",
-  );
+for (const target of [TRAIN_TARGET, TRAIN_RELAXED_TARGET]) {
+  const name = target.wasm.pathname.split("/").at(-1);
+  Deno.test(`${name} is what train.wat assembles to`, async () => {
+    const built = await assembleTarget(target);
+    const committed = await Deno.readFile(target.wasm);
+    assert.ok(
+      built.length === committed.length && built.every((b, k) => b === committed[k]),
+      `${name} is stale: run \`deno task build:simd\` and commit the result`,
+    );
+  });
+}
+
+Deno.test("training uses the relaxed-SIMD kernels where V8 accepts them", () => {
+  const relaxed = WebAssembly.validate(Deno.readFileSync(TRAIN_RELAXED_TARGET.wasm));
+  assert.equal(simdTrainKernels(), relaxed ? "train_relaxed.wasm" : "train.wasm");
 });
 
 Deno.test("train.wasm sigmoid and tanh are within 1e-6 of Math's", () => {
@@ -70,22 +87,27 @@ Deno.test("train.wasm sigmoid and tanh are within 1e-6 of Math's", () => {
   }
 });
 
-Deno.test("wasm gemm matches matmulABt, matmulAB and outerAccumulate, with partial blocks", () => {
+for (const target of [TRAIN_TARGET, TRAIN_RELAXED_TARGET]) {
+  const name = target.wasm.pathname.split("/").at(-1);
+  Deno.test(`${name} gemm matches matmulABt, matmulAB and outerAccumulate, with partial blocks`, () => {
+    if (!WebAssembly.validate(Deno.readFileSync(target.wasm))) return; // no relaxed SIMD here
+    gemmMatchesTypeScript(target);
+  });
+}
+
+/** (M, N, K): tails in every dimension, and the shapes of an H = 256 step and head. */
+const GEMM_SHAPES = [[1, 1, 1], [3, 5, 7], [4, 8, 16], [17, 12, 33], [32, 768, 256], [5, 90, 64]];
+
+function gemmMatchesTypeScript(target: WasmTarget) {
   const rng = new Rng(7);
-  const { k, f32 } = kernels(1 << 22);
+  const { k, f32 } = kernels(1 << 22, target);
   const fill = (at: number, len: number) => {
     const v = Float32Array.from({ length: len }, () => rng.uniform() * 2 - 1);
     f32.set(v, at >> 2);
     return v;
   };
   const A = 1024, B = 1 << 20, C = 2 << 20, PACK = 3 << 20, SCRATCH = 64;
-  for (
-    const [m, n, kk] of [[1, 1, 1], [3, 5, 7], [4, 8, 16], [17, 12, 33], [32, 768, 256], [
-      5,
-      90,
-      64,
-    ]]
-  ) {
+  for (const [m, n, kk] of GEMM_SHAPES) {
     const a = fill(A, m * kk); // (M, K)
     const w = fill(B, n * kk); // (N, K)
     // C = A W^T, W packed
@@ -132,7 +154,7 @@ Deno.test("wasm gemm matches matmulABt, matmulAB and outerAccumulate, with parti
       GEMM_TOLERANCE,
     );
   }
-});
+}
 
 function config(cell: CellKind, layers: number, h: number, relu = false): NetworkConfig {
   return {

@@ -176,6 +176,33 @@ export const CTRL = {
 /** Sentinel of a target that counts for nothing (as NO_TARGET in math/softmax.ts). */
 const NO_TARGET = -1;
 
+/** Rows per slice of a weight-gradient product: 64 rows of both operands stay in cache, which
+ * measured twice as fast as one pass over all T·R rows at H = 256. */
+const ROW_BLOCK = 64;
+
+/**
+ * C (M, N) += D^T X over `rows` rows, D (rows, ≥ M; row stride `ldd` floats) and X (rows, N)
+ * row-major: a weight gradient, in slices of {@linkcode ROW_BLOCK} rows (a fixed order, so the
+ * sum is reproducible).
+ */
+function gemmTransposedA(
+  k: TrainKernels,
+  c: number,
+  d: number,
+  ldd: number,
+  m: number,
+  x: number,
+  n: number,
+  rows: number,
+  scratch: number,
+): void {
+  for (let r0 = 0; r0 < rows; r0 += ROW_BLOCK) {
+    const kc = Math.min(ROW_BLOCK, rows - r0);
+    const dr = d + 4 * r0 * ldd, xr = x + 4 * r0 * n;
+    k.gemm(c, 4 * n, dr, 4, 4 * ldd, xr, 4 * n, 32, m, n, kc, 1, scratch);
+  }
+}
+
 /**
  * Runs forward, loss and backward of one shard over a window of T steps: fills the shard's
  * gradient, its layer-0 table gradient and its summed loss. The inputs, targets and initial
@@ -275,7 +302,7 @@ export function runShard(
   // forward: logits = H_top W_head^T + b_head, so dH_top = dlogits W_head,
   // dW_head += dlogits^T H_top, db_head += Σ dlogits
   k.gemm(s.dtop, h4, s.logits, op4, 4, plan.headW, h4, 32, n, h, o, 0, sc);
-  k.gemm(gradOf(plan.headW), h4, s.logits, 4, op4, top, h4, 32, o, h, n, 1, sc);
+  gemmTransposedA(k, gradOf(plan.headW), s.logits, op, o, top, h, n, sc);
   f32.fill(0, s.dHeadB >> 2, (s.dHeadB >> 2) + op);
   k.colsum(s.dHeadB, s.logits, n, op);
   k.add(gradOf(plan.headB), s.dHeadB, o);
@@ -307,11 +334,11 @@ export function runShard(
     }
     // forward: pre = W_ih x + b_ih + W_hh h_{t-1} + b_hh, over all T·R rows at once
     const dGh = cell === "gru" ? c.dGatesHh : c.dGates;
-    k.gemm(gradOf(p.wHh), h4, dGh, 4, g4, c.h, h4, 32, gh, h, n, 1, sc);
+    gemmTransposedA(k, gradOf(p.wHh), dGh, gh, gh, c.h, h, n, sc);
     k.colsum(gradOf(p.bHh), dGh, n, gh);
     if (l > 0) {
       const x = s.layers[l - 1].h + r * h4;
-      k.gemm(gradOf(p.wIh), h4, c.dGates, 4, g4, x, h4, 32, gh, h, n, 1, sc);
+      gemmTransposedA(k, gradOf(p.wIh), c.dGates, gh, gh, x, h, n, sc);
       k.colsum(gradOf(p.bIh), c.dGates, n, gh);
       k.gemm(dx, h4, c.dGates, g4, 4, p.wIh, h4, 32, n, h, gh, 0, sc);
       const tmp = dy;

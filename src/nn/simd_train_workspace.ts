@@ -25,28 +25,54 @@ export interface SimdTrainOptions {
   threads?: number;
 }
 
-const WASM_URL = new URL("../math/simd/train.wasm", import.meta.url);
+/** The kernels with fused multiply-adds (relaxed SIMD), then the plain SIMD ones. */
+const WASM_URLS = [
+  new URL("../math/simd/train_relaxed.wasm", import.meta.url),
+  new URL("../math/simd/train.wasm", import.meta.url),
+];
 /** Most shards a batch is cut into (one per thread of a two-core machine). */
 const SHARDS = 2;
 const PAGE = 65536;
 /** How long the first window waits for a worker to start before running without it. */
 const WORKER_START_MS = 30_000;
 
-let compiled: WebAssembly.Module | null | undefined;
+let compiled: { module: WebAssembly.Module; url: URL } | null | undefined;
 
-/** The compiled train.wasm, or null where it cannot run (no SIMD or threads, or not readable). */
+/** The first train.wasm variant this runtime accepts, or null where none can run (no SIMD or
+ * shared memory, or the files are not readable). */
 function trainModule(): WebAssembly.Module | null {
   if (compiled === undefined) {
-    try {
-      const bytes = Deno.readFileSync(WASM_URL);
-      compiled = typeof SharedArrayBuffer === "function" && WebAssembly.validate(bytes)
-        ? new WebAssembly.Module(bytes)
-        : null;
-    } catch {
-      compiled = null;
+    compiled = null;
+    if (typeof SharedArrayBuffer === "function") {
+      for (const url of WASM_URLS) {
+        try {
+          const bytes = Deno.readFileSync(url);
+          if (WebAssembly.validate(bytes)) {
+            compiled = { module: new WebAssembly.Module(bytes), url };
+            break;
+          }
+        } catch {
+          // not readable: try the next, then fall back to TypeScript
+        }
+      }
     }
   }
-  return compiled;
+  return compiled?.module ?? null;
+}
+
+/**
+ * Which training kernels this runtime uses: `train_relaxed.wasm` (FMA), `train.wasm`, or none.
+ *
+ * @returns the file name, or null when training runs in TypeScript
+ * @example
+ * ```ts
+ * import { simdTrainKernels } from "./simd_train_workspace.ts";
+ * simdTrainKernels(); // "train_relaxed.wasm" on Deno 2 on x64
+ * ```
+ */
+export function simdTrainKernels(): string | null {
+  trainModule();
+  return compiled?.url.pathname.split("/").at(-1) ?? null;
 }
 
 /**

@@ -5,8 +5,11 @@
 ;; into the one imported memory and sizes in elements; nothing is allocated. The memory is
 ;; shared, so two threads can run these kernels side by side on disjoint outputs.
 ;;
-;; Built into train.wasm by build.ts (wabt: SIMD, threads); test/simd_train_test.ts checks the
-;; committed train.wasm against this source. The cell kernels need H to be a multiple of 4.
+;; Built into train.wasm by build.ts (wabt: SIMD, threads), and into train_relaxed.wasm with the
+;; gemm's eight multiply-adds `(f32x4.add (local.get $cRJ) (f32x4.mul (local.get $x) (local.get
+;; $bJ)))` rewritten as `f32x4.relaxed_madd` (an FMA on x64): keep them in exactly that form.
+;; test/simd_train_test.ts checks both committed binaries against this source. The cell kernels
+;; need H to be a multiple of 4.
 (module
   (import "env" "memory" (memory 1 65536 shared))
 
