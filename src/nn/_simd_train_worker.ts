@@ -28,17 +28,19 @@ self.onmessage = (e: MessageEvent<Init>) => {
       try {
         runShard(kernels, memory.buffer, plan, plan.shards[1], ctrl[CTRL.steps], scale[0]);
       } catch (err) {
+        // The main thread is blocked until `done`: say it here, and let it throw.
+        console.error("training worker:", err);
         Atomics.store(ctrl, CTRL.failed, 1);
-        throw err;
       } finally {
         Atomics.store(ctrl, CTRL.done, seen);
         Atomics.notify(ctrl, CTRL.done);
       }
     }
   } catch (err) {
+    // Without kernels the main thread runs both shards itself.
+    console.error("training worker:", err);
     Atomics.store(ctrl, CTRL.failed, 1);
     Atomics.notify(ctrl, CTRL.ready);
-    throw err;
   }
   self.close();
 };

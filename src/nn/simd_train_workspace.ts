@@ -426,7 +426,7 @@ export class SimdTrainWorkspace {
     }
     if (Atomics.load(ctrl, CTRL.failed) === 1) {
       this.close();
-      throw new Error("the training worker failed; see its error above");
+      throw new Error("the training worker failed (its error is printed above)");
     }
   }
 
@@ -438,6 +438,9 @@ export class SimdTrainWorkspace {
       const worker = new Worker(new URL("./_simd_train_worker.ts", import.meta.url), {
         type: "module",
       });
+      // A worker that cannot load reports here once the event loop runs; the window has been
+      // computed on this thread by then, so the error only needs to stay out of the way.
+      worker.onerror = (e) => e.preventDefault();
       worker.postMessage({ module: trainModule(), memory: this.#memory, plan: this.#plan });
       const waited = Atomics.wait(ctrl, CTRL.ready, 0, WORKER_START_MS);
       if (waited === "timed-out" || Atomics.load(ctrl, CTRL.failed) === 1) {
