@@ -14,4 +14,5 @@ export * from "./lstm_cell.ts";
 export * from "./network.ts";
 export * from "./stepper.ts";
 export * from "./simd_stepper.ts";
+export * from "./simd_train_workspace.ts";
 export * from "./sampling.ts";

@@ -353,7 +353,13 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     ? new TbpttTrainer(
       network,
       setup.train,
-      { k1: config.k1, k2: config.k2, batch: config.batch },
+      // Both cores where there are two: the result is the same bit for bit on one.
+      {
+        k1: config.k1,
+        k2: config.k2,
+        batch: config.batch,
+        threads: Math.min(2, navigator.hardwareConcurrency ?? 1),
+      },
       optimizer,
     )
     : new SequenceTrainer(network, setup.train, config.batch, optimizer, config.seed);
@@ -426,74 +432,79 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   let lastYield = performance.now();
   let interrupted = false;
   const logEvery = 10;
-  while (!done()) {
-    const t0 = performance.now();
-    const lr = learningRate(
-      config.schedule,
-      config.lr,
-      config.minLr,
-      config.warmup,
-      step,
-      budgetFraction(),
-    );
-    const r = trainer.step(lr, config.clip);
-    if (!Number.isFinite(r.loss)) {
-      throw new RangeError(
-        `training diverged at step ${step + 1} (loss ${r.loss}); try a smaller --lr or --clip`,
+  try {
+    while (!done()) {
+      const t0 = performance.now();
+      const lr = learningRate(
+        config.schedule,
+        config.lr,
+        config.minLr,
+        config.warmup,
+        step,
+        budgetFraction(),
       );
-    }
-    step++;
-    tokens += r.tokens;
-    const dt = performance.now() - t0;
-    elapsedMs += dt;
-    rate = rate === 0 ? r.tokens / (dt / 1000) : 0.9 * rate + 0.1 * (r.tokens / (dt / 1000));
-    lossSum += r.loss;
-    normSum += r.gradNorm;
-    count++;
-    if (step % logEvery === 0 || done()) {
-      await append({
+      const r = trainer.step(lr, config.clip);
+      if (!Number.isFinite(r.loss)) {
+        throw new RangeError(
+          `training diverged at step ${step + 1} (loss ${r.loss}); try a smaller --lr or --clip`,
+        );
+      }
+      step++;
+      tokens += r.tokens;
+      const dt = performance.now() - t0;
+      elapsedMs += dt;
+      rate = rate === 0 ? r.tokens / (dt / 1000) : 0.9 * rate + 0.1 * (r.tokens / (dt / 1000));
+      lossSum += r.loss;
+      normSum += r.gradNorm;
+      count++;
+      if (step % logEvery === 0 || done()) {
+        await append({
+          step,
+          tokens,
+          epoch: trainer.position.epoch,
+          lr,
+          train_loss: lossSum / count,
+          grad_norm: normSum / count,
+          elapsed_s: elapsedMs / 1000,
+          tokens_per_s: rate,
+        });
+        lossSum = normSum = count = 0;
+      }
+      if (step % config.evalEvery === 0) {
+        const ev = evaluate(false);
+        lastVal = ev.loss;
+        await append({
+          step,
+          tokens,
+          val_loss: ev.loss,
+          ...(ev.accuracy === null ? {} : { val_accuracy: ev.accuracy }),
+        });
+        await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
+        io.log(`step ${step}: ${describeEval(ev, config.task)}`);
+      }
+      if (step % config.checkpointEvery === 0) await save();
+      const frac = budgetFraction();
+      io.progress?.update({
+        fraction: frac,
         step,
-        tokens,
-        epoch: trainer.position.epoch,
-        lr,
-        train_loss: lossSum / count,
-        grad_norm: normSum / count,
-        elapsed_s: elapsedMs / 1000,
-        tokens_per_s: rate,
+        tokensPerSecond: rate,
+        trainLoss: lines.findLast((l) => l.train_loss !== undefined)?.train_loss ?? r.loss,
+        valLoss: lastVal,
+        etaSeconds: frac > 0 ? (elapsedMs / 1000) * (1 - frac) / frac : NaN,
       });
-      lossSum = normSum = count = 0;
+      // Let signal handlers and timers run: the loop itself never awaits long.
+      if (performance.now() - lastYield > 200) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        lastYield = performance.now();
+      }
+      if (io.shouldStop()) {
+        interrupted = true;
+        break;
+      }
     }
-    if (step % config.evalEvery === 0) {
-      const ev = evaluate(false);
-      lastVal = ev.loss;
-      await append({
-        step,
-        tokens,
-        val_loss: ev.loss,
-        ...(ev.accuracy === null ? {} : { val_accuracy: ev.accuracy }),
-      });
-      await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
-      io.log(`step ${step}: ${describeEval(ev, config.task)}`);
-    }
-    if (step % config.checkpointEvery === 0) await save();
-    const frac = budgetFraction();
-    io.progress?.update({
-      fraction: frac,
-      step,
-      tokensPerSecond: rate,
-      trainLoss: lines.findLast((l) => l.train_loss !== undefined)?.train_loss ?? r.loss,
-      valLoss: lastVal,
-      etaSeconds: frac > 0 ? (elapsedMs / 1000) * (1 - frac) / frac : NaN,
-    });
-    // Let signal handlers and timers run: the loop itself never awaits long.
-    if (performance.now() - lastYield > 200) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      lastYield = performance.now();
-    }
-    if (io.shouldStop()) {
-      interrupted = true;
-      break;
-    }
+  } finally {
+    // The worker thread of the wasm path; updates after this would run on one thread.
+    trainer.close?.();
   }
   await save();
   io.progress?.done();
@@ -571,6 +582,8 @@ interface Trainer {
   readonly position: TbpttPosition;
   restore(pos: TbpttPosition): void;
   readonly segment: number;
+  /** Stops any worker thread the trainer started. */
+  close?(): void;
 }
 
 /** A held-out evaluation. */

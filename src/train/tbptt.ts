@@ -2,7 +2,7 @@
 // S·L·H state per stream. Truncated backpropagation through time over a token sequence.
 import { clipGradNorm, type Optimizer } from "./optimizers.ts";
 import { crossEntropy, NO_TARGET } from "../math/mod.ts";
-import { type Network, Workspace } from "../nn/mod.ts";
+import { type Network, simdTrainSupported, SimdTrainWorkspace, Workspace } from "../nn/mod.ts";
 
 /** TBPTT sizes. */
 export interface TbpttOptions {
@@ -12,6 +12,12 @@ export interface TbpttOptions {
   k2: number;
   /** Parallel streams B: the sequence is cut into B contiguous segments. */
   batch: number;
+  /**
+   * Threads for the WebAssembly path: 2 runs half the streams on a worker (call
+   * {@linkcode TbpttTrainer.close} when done). The result does not depend on it.
+   * @default 1
+   */
+  threads?: number;
 }
 
 /** What one update did. */
@@ -63,7 +69,10 @@ export class TbpttTrainer {
   /** Tokens per stream segment. */
   readonly segment: number;
   #data: Int32Array;
-  #ws: Workspace;
+  /** The TypeScript path (float64 networks, H not a multiple of 4, no wasm SIMD), or null. */
+  #ws: Workspace | null;
+  /** The WebAssembly SIMD path, used for float32 training wherever it runs, or null. */
+  #simd: SimdTrainWorkspace | null;
   #inputs: Int32Array; // (T, B)
   #targets: Int32Array; // (T, B)
   #dlogits: Float32Array; // (T, B, O)
@@ -111,12 +120,30 @@ export class TbpttTrainer {
     this.options = { ...options };
     this.optimizer = optimizer;
     this.#data = data;
-    this.#ws = new Workspace(net, k2, batch);
+    if (simdTrainSupported(net)) {
+      this.#simd = new SimdTrainWorkspace(net, k2, batch, { threads: options.threads ?? 1 });
+      this.#ws = null;
+      this.#dlogits = new Float32Array(0);
+      this.#grads = this.#simd.grads;
+    } else {
+      this.#simd = null;
+      this.#ws = new Workspace(net, k2, batch);
+      this.#dlogits = new Float32Array(k2 * batch * net.config.outputSize);
+      this.#grads = new Float32Array(net.params.length);
+    }
     this.#inputs = new Int32Array(k2 * batch);
     this.#targets = new Int32Array(k2 * batch);
-    this.#dlogits = new Float32Array(k2 * batch * net.config.outputSize);
-    this.#grads = new Float32Array(net.params.length);
     this.#state = new Float32Array(net.stateSize * batch);
+  }
+
+  /** True when updates run on the WebAssembly SIMD path. */
+  get simd(): boolean {
+    return this.#simd !== null;
+  }
+
+  /** Stops the worker thread of the WebAssembly path, if any (updates still work after). */
+  close(): void {
+    this.#simd?.close();
   }
 
   /** The gradient of the last update (after clipping). */
@@ -177,16 +204,24 @@ export class TbpttTrainer {
         this.#targets[s * b + bb] = w + s < p ? NO_TARGET : data[at + 1];
       }
     }
-    const ws = this.#ws;
-    const o = this.net.config.outputSize;
-    ws.forward(this.#inputs, this.#state, t, b);
-    const { loss } = crossEntropy(ws.logits, this.#targets, t * b, o, this.#dlogits);
-    this.#grads.fill(0);
-    ws.backward(this.#dlogits, null, this.#grads, null);
+    let loss: number;
+    const ws = this.#ws, simd = this.#simd;
+    if (simd !== null) {
+      ({ loss } = simd.run(this.#inputs, this.#targets, this.#state, t));
+    } else {
+      const o = this.net.config.outputSize;
+      ws!.forward(this.#inputs, this.#state, t, b);
+      ({ loss } = crossEntropy(ws!.logits, this.#targets, t * b, o, this.#dlogits));
+      this.#grads.fill(0);
+      ws!.backward(this.#dlogits, null, this.#grads, null);
+    }
     const gradNorm = clipGradNorm(this.#grads, clip);
     this.optimizer.step(this.net.params, this.#grads, lr);
     const wNext = Math.max(0, p + n - (k2 - k1));
-    if (wNext > w) ws.stateAt(wNext - w, this.#state);
+    if (wNext > w) {
+      if (simd !== null) simd.stateAt(wNext - w, this.#state);
+      else ws!.stateAt(wNext - w, this.#state);
+    }
     this.#p = p + n;
     return { loss, gradNorm, tokens: n * b };
   }

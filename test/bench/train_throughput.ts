@@ -20,6 +20,8 @@ const LR = 3e-3;
 const WARMUP = 2;
 const PYTHON = "/usr/bin/python3";
 const TORCH_THREADS = 2;
+/** Threads of our trainer: the same two cores PyTorch gets. */
+const THREADS = 2;
 
 /** The same loop in PyTorch: detached state carried between chunks over B contiguous streams. */
 const TORCH_SCRIPT = `
@@ -108,7 +110,12 @@ function measureOurs(text: string, rounds: number, updates: number): Map<CellKin
       outputSize: vocab.size,
     }, 1);
     const optimizer = createOptimizer("adam", net.params.length, {});
-    const trainer = new TbpttTrainer(net, ids, { k1: T, k2: T, batch: B }, optimizer);
+    const trainer = new TbpttTrainer(
+      net,
+      ids,
+      { k1: T, k2: T, batch: B, threads: THREADS },
+      optimizer,
+    );
     // No clipping, as in the PyTorch loop (the norm is still computed: one pass over P).
     for (let k = 0; k < WARMUP; k++) trainer.step(LR, Infinity);
     trainers.set(cell, trainer);
@@ -130,6 +137,7 @@ function measureOurs(text: string, rounds: number, updates: number): Map<CellKin
       rates.get(cell)!.push(chars / seconds);
     }
   }
+  for (const trainer of trainers.values()) trainer.close();
   return new Map(CELLS.map((c) => [c, median(rates.get(c)!)]));
 }
 
