@@ -31,10 +31,10 @@ export interface BatchStats {
 
 /**
  * Steps runs of tokens for many streams of one stepper. {@linkcode StepBatcher.run} queues a
- * run. When the batcher has been idle (no drain in the last {@linkcode BUSY_MS}), the queue is
- * drained in a microtask: a lone session waits for nothing. When it is busy, the drain waits for
- * the next turn of the event loop (a zero timeout), so that every session whose input has
- * arrived meanwhile joins it. A drain steps its runs in rounds of one token
+ * run. When the batcher is busy (its last drain, less than {@linkcode BUSY_MS} ago, had more
+ * than one run), the drain waits for the next turn of the event loop (a zero timeout), so that
+ * every session whose input has arrived meanwhile joins it. Otherwise the queue is drained in a
+ * microtask: a lone session waits for nothing. A drain steps its runs in rounds of one token
  * per run, up to the stepper's batch size per call, until every run is done; runs that arrive
  * meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
  * the stepper alone would (stepMany gives the same bits, so batching never changes a result).
@@ -60,6 +60,7 @@ export class StepBatcher {
   #queue: Job[] = [];
   #scheduled = false;
   #lastDrain = -Infinity;
+  #lastJobs = 0; // runs in the last drain
   // Reused between rounds: nothing is allocated per token.
   readonly #states: FloatArray[] = [];
   readonly #tokens: Int32Array;
@@ -103,7 +104,8 @@ export class StepBatcher {
       this.#queue.push({ state, ids, pos, end, onStep, cancelled, resolve, reject, start: pos });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        if (performance.now() - this.#lastDrain < BUSY_MS) setTimeout(() => this.#drain(), 0);
+        const busy = this.#lastJobs > 1 && performance.now() - this.#lastDrain < BUSY_MS;
+        if (busy) setTimeout(() => this.#drain(), 0);
         else queueMicrotask(() => this.#drain());
       }
     });
@@ -112,6 +114,7 @@ export class StepBatcher {
   #drain(): void {
     this.#scheduled = false;
     this.#lastDrain = performance.now();
+    this.#lastJobs = this.#queue.length;
     let jobs = this.#queue;
     this.#queue = [];
     const stepper = this.stepper, stats = this.stats, max = stepper.maxBatch;
@@ -162,7 +165,8 @@ export class StepBatcher {
   }
 }
 
-/** A batcher that drained this recently (ms) is busy: its next drain waits a turn. */
+/** A batcher whose last drain, this recent (ms), had several runs is busy: its next drain
+ * waits a turn. */
 export const BUSY_MS = 1;
 
 const batchers = new WeakMap<StreamStepper, StepBatcher>();
