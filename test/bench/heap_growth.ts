@@ -1,5 +1,6 @@
 // V vocabulary, H hidden; batch 1. Shows that the per-token path keeps nothing: steps a million
-// tokens (or the count given as the first argument) through Stepper and SimdStepper and reports
+// tokens (or the count given as the first argument) through Stepper, SimdStepper and SimdStepper's
+// batched stepMany, and reports
 // the JavaScript heap before and after, with a full garbage collection at both ends.
 // Run: deno task bench:heap [STEPS]
 import { Network, SimdStepper, Stepper, type StreamStepper } from "../../src/nn/mod.ts";
@@ -21,19 +22,28 @@ for (const cell of ["rnn", "gru", "lstm"] as const) {
     layers: 1,
     outputSize: V,
   }, 1);
-  for (
-    const [name, stepper] of [["Stepper", new Stepper(net)], [
-      "SimdStepper",
-      new SimdStepper(net),
-    ]] as [string, StreamStepper][]
-  ) {
+  // Each variant steps STEPS tokens; stepMany takes eight streams a call (batched serving).
+  const simd = new SimdStepper(net);
+  const states = Array.from({ length: 8 }, () => simd.newState());
+  const tokens = new Int32Array(8);
+  const variants: [string, StreamStepper, (t: number) => number][] = [
+    ["Stepper", new Stepper(net), () => 1],
+    ["SimdStepper", simd, () => 1],
+    ["SimdStepper.stepMany (8 streams)", simd, () => 8],
+  ];
+  for (const [name, stepper, per] of variants) {
     const state = stepper.newState();
     let sink = 0;
-    for (let t = 0; t < 1000; t++) sink += stepper.step(state, t % V)[0]; // warm up the JIT
+    const step = (t: number) => {
+      if (per(t) === 1) return stepper.step(state, (t * 31) % V)[0];
+      for (let s = 0; s < 8; s++) tokens[s] = (t * 31 + s) % V;
+      return stepper.stepMany(states, tokens, 8)[0];
+    };
+    for (let t = 0; t < 1000; t++) sink += step(t); // warm up the JIT
     gc();
     const before = Deno.memoryUsage().heapUsed;
     const start = performance.now();
-    for (let t = 0; t < STEPS; t++) sink += stepper.step(state, (t * 31) % V)[0];
+    for (let t = 0; t < STEPS; t += per(t)) sink += step(t);
     const seconds = (performance.now() - start) / 1000;
     gc();
     const after = Deno.memoryUsage().heapUsed;
