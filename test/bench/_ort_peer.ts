@@ -12,7 +12,6 @@ import { encodeModel, stepGraph, stepNames } from "./_onnx.ts";
 export const ORT_PACKAGE = "npm:onnxruntime-node@1.30.0";
 
 /** The part of onnxruntime-node's API the benchmarks use (its own types would pull it in). */
-// deno-lint-ignore no-namespace
 declare namespace Ort {
   interface Tensor {
     readonly data: unknown;
