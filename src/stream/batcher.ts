@@ -4,8 +4,11 @@
 import type { FloatArray } from "../math/mod.ts";
 import type { StreamStepper } from "../nn/mod.ts";
 
-/** Receives a stream's probabilities after each of its tokens: `probs[at .. at + O)`. */
-export type OnStep = (probs: FloatArray, at: number) => void;
+/**
+ * Receives a stream's probabilities after each of its tokens: `probs[at .. at + O)` after
+ * `ids[index]`.
+ */
+export type OnStep = (probs: FloatArray, at: number, index: number) => void;
 
 interface Job {
   state: FloatArray;
@@ -115,22 +118,24 @@ export class StepBatcher {
     this.#scheduled = false;
     this.#lastDrain = performance.now();
     this.#lastJobs = this.#queue.length;
-    let jobs = this.#queue;
+    const jobs = this.#queue;
     this.#queue = [];
     const stepper = this.stepper, stats = this.stats, max = stepper.maxBatch;
-    while (jobs.length > 0) {
-      for (let from = 0; from < jobs.length; from += max) {
-        const n = Math.min(max, jobs.length - from);
+    // Runs still going are kept at jobs[0 .. live): compacted in place after each round, so a
+    // round allocates nothing.
+    let live = jobs.length;
+    while (live > 0) {
+      for (let from = 0; from < live; from += max) {
         const round = this.#round;
         round.length = 0;
-        for (let j = from; j < from + n; j++) {
+        for (let j = from; j < Math.min(from + max, live); j++) {
           const job = jobs[j];
           if (job.pos < job.end && !job.cancelled()) round.push(job);
         }
         try {
           if (round.length === 1) {
             const job = round[0];
-            job.onStep(stepper.step(job.state, job.ids[job.pos]), 0);
+            job.onStep(stepper.step(job.state, job.ids[job.pos]), 0, job.pos);
             job.pos++;
           } else if (round.length > 1) {
             for (let s = 0; s < round.length; s++) {
@@ -140,7 +145,7 @@ export class StepBatcher {
             const probs = stepper.stepMany(this.#states, this.#tokens, round.length);
             stats.batched += round.length;
             for (let s = 0; s < round.length; s++) {
-              round[s].onStep(probs, s * stepper.probsStride);
+              round[s].onStep(probs, s * stepper.probsStride, round[s].pos);
               round[s].pos++;
             }
           }
@@ -154,12 +159,13 @@ export class StepBatcher {
         stats.calls += round.length > 0 ? 1 : 0;
         stats.tokens += round.length;
       }
-      const left: Job[] = [];
-      for (const job of jobs) {
-        if (job.pos < job.end && !job.cancelled()) left.push(job);
+      let kept = 0;
+      for (let j = 0; j < live; j++) {
+        const job = jobs[j];
+        if (job.pos < job.end && !job.cancelled()) jobs[kept++] = job;
         else job.resolve(job.pos - job.start); // no effect after a reject
       }
-      jobs = left;
+      live = kept;
     }
     this.#states.length = 0;
   }

@@ -135,7 +135,7 @@ export class SessionRunner {
   #durable: number;
   #skip: number;
   #applied = 0;
-  #next = 0; // index of the token the batcher applies next, during apply
+  readonly #json: { names: string[]; tokens: string[] }; // output names and tokens as JSON
   #closed = false;
   #cancelled = false;
   #failed = false;
@@ -160,6 +160,7 @@ export class SessionRunner {
     this.#durable = versionstamp === null ? 0 : record.seq;
     this.#skip = skip;
     this.state = bytesToState(record.hidden, loaded.model.network.stateSize);
+    this.#json = namesOf(loaded);
   }
 
   /** Tokens applied so far. */
@@ -236,7 +237,8 @@ export class SessionRunner {
       this.#skip -= pos;
     }
     const batcher = batcherFor(this.loaded.stepper);
-    const onStep = (probs: FloatArray, at: number) => emit(this.#stepped(ids, probs, at));
+    const onStep = (probs: FloatArray, at: number, k: number) =>
+      emit(this.#stepped(ids[k], probs, at));
     const cancelled = () => this.#cancelled;
     while (pos < ids.length && !this.#cancelled) {
       const allowed = limits.maxTokensPerRequest - this.#applied;
@@ -249,7 +251,6 @@ export class SessionRunner {
       // A run ends at the next checkpoint, so the checkpoint is written between tokens.
       const untilCheckpoint = Math.max(1, limits.checkpointEvery - (this.#seq - this.#durable));
       const end = pos + Math.min(ids.length - pos, allowed, untilCheckpoint);
-      this.#next = pos;
       const applied = await batcher.run(this.state, ids, pos, end, onStep, cancelled);
       pos += applied;
       this.#applied += applied;
@@ -294,13 +295,12 @@ export class SessionRunner {
   }
 
   /**
-   * The `step` event of token `ids[#next]`, just applied, whose probabilities are at `at`:
+   * The `step` event of token `id`, just applied, whose probabilities are at `at`:
    * `{"seq", "token", "top": [{"token", "p"}, ...]}` (or `"probs": {label: p}` for a
    * classifier), written as JSON text directly since it is made for every token.
    */
-  #stepped(ids: readonly number[], probs: FloatArray, at: number): SessionEvent {
-    const { names, tokens } = namesOf(this.loaded);
-    const id = ids[this.#next++];
+  #stepped(id: number, probs: FloatArray, at: number): SessionEvent {
+    const { names, tokens } = this.#json;
     const seq = ++this.#seq;
     let json = `{"seq":${seq},"token":${tokens[id]},`;
     if (this.loaded.model.meta.labels !== null) {
