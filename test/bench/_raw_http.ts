@@ -6,6 +6,7 @@
 // does this small job without a framework); loopback only, used by serve_load.ts.
 
 const encoder = new TextEncoder();
+const CRLF = encoder.encode("\r\n");
 
 /** Where the response parser is. */
 type Phase = "head" | "size" | "data" | "crlf" | "end";
@@ -37,10 +38,10 @@ export class RawPost {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     conn.setNoDelay(true);
     const post = new RawPost(conn, onText);
-    post.#send(
+    post.#send(encoder.encode(
       `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n` +
         "content-type: text/plain; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n",
-    );
+    ));
     return post;
   }
 
@@ -50,13 +51,18 @@ export class RawPost {
    * @param text the piece (not empty)
    */
   write(text: string): void {
-    const bytes = encoder.encode(text);
-    this.#send(`${bytes.length.toString(16)}\r\n`, bytes, "\r\n");
+    const body = encoder.encode(text);
+    const head = encoder.encode(`${body.length.toString(16)}\r\n`);
+    const chunk = new Uint8Array(head.length + body.length + 2);
+    chunk.set(head);
+    chunk.set(body, head.length);
+    chunk.set(CRLF, head.length + body.length);
+    this.#send(chunk);
   }
 
   /** Ends the body; the response goes on until the server ends it. */
   end(): void {
-    this.#send("0\r\n\r\n");
+    this.#send(encoder.encode("0\r\n\r\n"));
   }
 
   /** Resolves when the response has ended (or the connection failed). */
@@ -75,10 +81,7 @@ export class RawPost {
     }
   }
 
-  #send(...parts: (string | Uint8Array)[]): void {
-    const bytes = parts.length === 1 && typeof parts[0] === "string"
-      ? encoder.encode(parts[0])
-      : concat(parts.map((p) => typeof p === "string" ? encoder.encode(p) : p));
+  #send(bytes: Uint8Array): void {
     this.#writing = this.#writing.then(async () => {
       for (let at = 0; at < bytes.length && !this.#closed;) {
         at += await this.#conn.write(bytes.subarray(at));
@@ -134,14 +137,4 @@ export class RawPost {
       this.close();
     }
   }
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

@@ -126,10 +126,11 @@ interface Row {
   rssAfter: number;
 }
 
+/** What a mode measures itself; {@linkcode measured} adds CPU and memory. */
+type ModeRow = Omit<Row, "cpu" | "rssBefore" | "rssPeak" | "rssAfter">;
+
 /** Latency mode: N sessions, each writes a token only after the previous one's step arrived. */
-async function latencyMode(server: ServerProcess, n: number, budgetMs: number): Promise<Row> {
-  const rssBefore = server.rssKiB() ?? 0;
-  const rss = new RssPeak(server);
+async function latencyMode(server: ServerProcess, n: number, budgetMs: number): Promise<ModeRow> {
   const latencies = new Float64Array(n * tokens);
   let count = 0, errors = 0, completed = 0;
   const t0 = performance.now();
@@ -182,8 +183,6 @@ async function latencyMode(server: ServerProcess, n: number, budgetMs: number): 
     }
   }));
   const seconds = (performance.now() - tStart) / 1000;
-  const rssPeak = rss.stop();
-  await sleep(200);
   const sorted = latencies.slice(0, count).sort();
   const notes = [`opened ${streams.length}/${n} in ${(openMs / 1000).toFixed(2)} s`];
   notes.push(`${completed} done`);
@@ -197,17 +196,15 @@ async function latencyMode(server: ServerProcess, n: number, budgetMs: number): 
     p50: quantile(sorted, 0.5),
     p99: quantile(sorted, 0.99),
     note: notes.join("; "),
-    cpu: "",
-    rssBefore,
-    rssPeak,
-    rssAfter: server.rssKiB() ?? 0,
   };
 }
 
 /** Throughput mode: N sessions, each POSTs its whole text at once. */
-async function throughputMode(server: ServerProcess, n: number, budgetMs: number): Promise<Row> {
-  const rssBefore = server.rssKiB() ?? 0;
-  const rss = new RssPeak(server);
+async function throughputMode(
+  server: ServerProcess,
+  n: number,
+  budgetMs: number,
+): Promise<ModeRow> {
   // At the time limit, abort the requests and cancel the bodies being read (in Deno 2.9 an
   // aborted signal does not stop a response body that is already streaming).
   const abort = new AbortController();
@@ -268,8 +265,6 @@ async function throughputMode(server: ServerProcess, n: number, budgetMs: number
   }));
   clearTimeout(timer);
   const seconds = (tLast - t0) / 1000;
-  const rssPeak = rss.stop();
-  await sleep(200);
   const f = (xs: number[]) => new Float64Array(xs).sort();
   const ms = (x: number) => Number.isFinite(x) ? `${(x / 1000).toFixed(2)} s` : "—";
   const notes = [
@@ -287,10 +282,6 @@ async function throughputMode(server: ServerProcess, n: number, budgetMs: number
     p50: NaN,
     p99: NaN,
     note: notes.join("; "),
-    cpu: "",
-    rssBefore,
-    rssPeak,
-    rssAfter: server.rssKiB() ?? 0,
   };
 }
 
@@ -302,9 +293,7 @@ async function throughputMode(server: ServerProcess, n: number, budgetMs: number
  * connection driven directly (_raw_http.ts) and its response is read raw: step events are
  * counted by their `event: step` line, so the client stays cheap enough to offer the load.
  */
-async function rateMode(server: ServerProcess, n: number, budgetMs: number): Promise<Row> {
-  const rssBefore = server.rssKiB() ?? 0;
-  const rss = new RssPeak(server);
+async function rateMode(server: ServerProcess, n: number, budgetMs: number): Promise<ModeRow> {
   const interval = (1000 * chunk) / rate; // ms between one session's writes
   const latencies: number[] = [];
   let errors = 0, done = 0;
@@ -350,8 +339,6 @@ async function rateMode(server: ServerProcess, n: number, budgetMs: number): Pro
   await withTimeout(Promise.all(readers), 30_000, "the rate-mode responses").catch(() => errors++);
   for (const s of sessions) s.post!.close();
   const seconds = (performance.now() - t0) / 1000;
-  const rssPeak = rss.stop();
-  await sleep(200);
   const sorted = new Float64Array(latencies).sort();
   return {
     n,
@@ -363,23 +350,31 @@ async function rateMode(server: ServerProcess, n: number, budgetMs: number): Pro
     p99: quantile(sorted, 0.99),
     note: `${sent} tokens sent, ${latencies.length} steps back; ${done}/${n} done` +
       (errors > 0 ? `; ${errors} errors` : ""),
-    cpu: "",
-    rssBefore,
-    rssPeak,
-    rssAfter: server.rssKiB() ?? 0,
   };
 }
 
-/** Runs a mode and records the CPU share of server and client over its wall time. */
-async function measured(server: ServerProcess, run: () => Promise<Row>): Promise<Row> {
+/**
+ * Runs a mode and records the CPU share of server and client over its wall time, and the
+ * server's resident memory before, at its peak during, and after.
+ */
+async function measured(server: ServerProcess, run: () => Promise<ModeRow>): Promise<Row> {
+  const rssBefore = server.rssKiB() ?? 0;
+  const rss = new RssPeak(server);
   const s0 = cpuSeconds(server.pid), c0 = cpuSeconds("self"), t0 = performance.now();
   const row = await run();
   const s1 = cpuSeconds(server.pid), c1 = cpuSeconds("self");
   const wall = (performance.now() - t0) / 1000;
+  const rssPeak = rss.stop();
+  await sleep(200);
   const pct = (a: number | null, b: number | null) =>
     a === null || b === null ? "?" : `${Math.round((100 * (b - a)) / wall)}%`;
-  row.cpu = `${pct(s0, s1)} / ${pct(c0, c1)}`;
-  return row;
+  return {
+    ...row,
+    cpu: `${pct(s0, s1)} / ${pct(c0, c1)}`,
+    rssBefore,
+    rssPeak,
+    rssAfter: server.rssKiB() ?? 0,
+  };
 }
 
 const dir = await Deno.makeTempDir({ prefix: "serve_load_" });
