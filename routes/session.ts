@@ -8,6 +8,7 @@ import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, readSession } from "../src/store/sessions.ts";
 import {
   decodeBody,
+  eventWithHidden,
   type InputItem,
   inputTypeOf,
   sessionBody,
@@ -19,9 +20,13 @@ import {
 import { zValidator } from "@hono/zod-validator";
 import { limitBody, requireJson, validationHook } from "./_validate.ts";
 
+/** A yes/no query option: "1" or "0" (absent: "0"). */
+const Flag = z.enum(["0", "1"]).optional();
+
 const StreamQuery = z.object({
   model: z.string().optional(),
   from: z.coerce.number().int().min(1).optional(),
+  hidden: Flag,
 });
 
 const GenerateBody = z.object({
@@ -33,6 +38,7 @@ const GenerateBody = z.object({
   stop: z.union([z.string(), z.array(z.string()).max(16)]).optional(),
   model: z.string().optional(),
   class: z.string().max(64).optional(),
+  hidden: z.boolean().default(false),
 }).strict();
 
 /** A one-to-one request carries one token: its body is small. */
@@ -86,6 +92,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
     }
     const from = firstSeq(query.from, c.req.header("last-event-id"));
     const runner = await sessions.open(id, { model: query.model, from });
+    runner.includeHidden = query.hidden === "1";
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
     const wrongUse = runner.loaded.vocab === null
       ? `model ${runner.loaded.name} reads dense vectors; it is not served over text`
@@ -192,14 +199,23 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         await sessions.close(runner, false);
         throw err;
       }
+      const { layers, hiddenSize } = runner.loaded.model.network.config;
       return streamSSE(c, async (stream) => {
+        // Each event is written as it is made: runner.state is the state after its token.
+        const send = (event: SessionEvent) =>
+          writeEvent(
+            stream,
+            opts.hidden && event.event === "token"
+              ? eventWithHidden(event, runner.state, layers * hiddenSize)
+              : event,
+          );
         try {
           const reason = await runner.generate(
             opts.max_tokens,
             { temperature: opts.temperature, topK: opts.top_k, topP: opts.top_p },
             opts.seed,
             stop,
-            (event) => writeEvent(stream, event),
+            send,
             () => stream.aborted,
           );
           if (!stream.aborted) {

@@ -16,6 +16,7 @@ import {
 import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
 import { batcherFor } from "./batcher.ts";
+import { withHidden } from "./hidden_state.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
 export interface Limits {
@@ -141,6 +142,8 @@ export class SessionRunner {
   #failed = false;
   #inflight: Promise<void> = Promise.resolve();
   #writing: Promise<void> = Promise.resolve();
+  /** Add the hidden state (`"h"`, see hidden_state.ts) to each step event. @default false */
+  includeHidden = false;
 
   /** @internal use {@linkcode SessionManager.open} */
   constructor(
@@ -317,6 +320,10 @@ export class SessionRunner {
         json += `${r > 0 ? "," : ""}{"token":${names[k]},"p":${jsonNumber(probs[at + k])}}`;
       }
       json += "]}";
+    }
+    if (this.includeHidden) {
+      const { layers, hiddenSize } = this.loaded.model.network.config;
+      json = withHidden(json, this.state, layers * hiddenSize); // h_t of every layer
     }
     return new StepEvent(seq, json);
   }

@@ -1,0 +1,73 @@
+// L layers, H hidden. The opt-in `"h"` field of step and token events (`?hidden=1` on
+// POST /session/:id, `"hidden": true` on generate): the hidden state h_t of every layer after the
+// token, rounded, for clients that draw it (the demo page's heatmap). Off by default, and then
+// nothing here runs, so the per-token path costs what it did.
+import type { FloatArray } from "../math/mod.ts";
+import type { SessionEvent } from "./session.ts";
+
+/** Decimals kept per value: enough for a picture, and about 6 bytes of JSON per value. */
+export const HIDDEN_DECIMALS = 3;
+
+const SCALE = 10 ** HIDDEN_DECIMALS;
+
+/**
+ * The hidden state h_t of every layer as a JSON array, layer 0 first (L·H numbers), each rounded
+ * to {@linkcode HIDDEN_DECIMALS} decimals. A state is laid out (S, L, H): the first L·H floats
+ * are h; an LSTM's cell state c (the next L·H) is left out.
+ *
+ * @param state a session's state (S, L, H)
+ * @param units how many values to write: L·H
+ * @returns the JSON text, e.g. `[0.125,-0.5,0]`
+ * @throws {RangeError} when the state holds fewer than `units` values
+ * @example
+ * ```ts
+ * import { hiddenJson } from "./hidden_state.ts";
+ * hiddenJson(new Float32Array([0.12345, -0.5, 0, 9]), 3); // "[0.123,-0.5,0]"
+ * ```
+ */
+export function hiddenJson(state: FloatArray, units: number): string {
+  if (units > state.length) {
+    throw new RangeError(`the state has ${state.length} values, not ${units}`);
+  }
+  let json = "[";
+  for (let j = 0; j < units; j++) {
+    const v = Math.round(state[j] * SCALE) / SCALE;
+    // JSON has no NaN or infinities; -0 is written "0" by String().
+    json += `${j > 0 ? "," : ""}${Number.isFinite(v) ? String(v) : "null"}`;
+  }
+  return json + "]";
+}
+
+/**
+ * An event's JSON object text with `"h"` added as its last field.
+ *
+ * @param json the event's data as JSON object text, e.g. `{"seq":1,"token":"a"}`
+ * @param state the session's state after the event's token (S, L, H)
+ * @param units L·H
+ * @returns the same object with `"h":[...]` before its closing brace
+ * @example
+ * ```ts
+ * import { withHidden } from "./hidden_state.ts";
+ * withHidden('{"seq":1}', new Float32Array([0.5, 0.25]), 2); // '{"seq":1,"h":[0.5,0.25]}'
+ * ```
+ */
+export function withHidden(json: string, state: FloatArray, units: number): string {
+  return `${json.slice(0, -1)},"h":${hiddenJson(state, units)}}`;
+}
+
+/**
+ * A copy of an event with `"h"` added to its data (for events made as objects, such as the
+ * `token` events of generation).
+ *
+ * @param event the event, just made: `state` is the state after its token
+ * @param state the session's state (S, L, H)
+ * @param units L·H
+ * @returns the event with `json` set to its data plus `"h"`
+ */
+export function eventWithHidden(
+  event: SessionEvent,
+  state: FloatArray,
+  units: number,
+): SessionEvent {
+  return { ...event, json: withHidden(event.json ?? JSON.stringify(event.data), state, units) };
+}
