@@ -16,7 +16,10 @@ export const kv = config.kvPath === undefined ? await Deno.openKv() : await open
 
 /**
  * Publishes every `fixtures/models/NAME.safetensors` whose model has no current version, so a
- * fresh store serves real models at once. An existing model is never touched.
+ * fresh store serves real models at once, with the training configuration and metrics kept in
+ * the file's metadata and the loss curves of `NAME.curve.json` beside it (made by
+ * fixtures/make_curves.ts), as `deno task train` would have published them. An existing model
+ * is never touched.
  *
  * @param store the KV store
  * @returns the names published
@@ -35,10 +38,25 @@ export async function seedFixtureModels(store: Deno.Kv): Promise<string[]> {
     if (!entry.isFile || m === null) continue;
     if (await getCurrentVersion(store, m[1]) !== null) continue;
     const model = decodeModel(await Deno.readFile(new URL(entry.name, dir)));
-    await publishModel(store, m[1], model, { metrics: parseJson(model.meta.extra.metrics) });
+    const metrics = parseJson(model.meta.extra.metrics);
+    const curve = await readCurve(new URL(`${m[1]}.curve.json`, dir));
+    await publishModel(store, m[1], model, {
+      training: parseJson(model.meta.extra.training),
+      metrics: curve === undefined ? metrics : { ...metrics, curve },
+    });
     published.push(m[1]);
   }
   return published;
+}
+
+/** A fixture's loss curves, or undefined when it has none (or they do not parse). */
+async function readCurve(url: URL): Promise<Record<string, unknown> | undefined> {
+  try {
+    return parseJson(await Deno.readTextFile(url));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
 }
 
 function parseJson(text: string | undefined): Record<string, unknown> | undefined {

@@ -597,6 +597,20 @@ Deno.test({
         const moby = body.models.find((m: { name: string }) => m.name === "moby");
         assert.ok(moby, JSON.stringify(body));
         assert.equal(moby.current, 1);
+        // With what `deno task train` would have published: training config, metrics, curves.
+        const detail = await fetch(`${server.base}/models/moby`, {
+          signal: AbortSignal.timeout(5000),
+        });
+        const manifest = (await detail.json()).versions[0];
+        assert.equal(manifest.training.cell, "gru");
+        assert.equal(manifest.training.hidden, 128);
+        assert.equal(manifest.metrics.val_loss, 1.6647728903647807);
+        const curve = JSON.parse(
+          await Deno.readTextFile(new URL("../fixtures/models/moby.curve.json", import.meta.url)),
+        );
+        assert.deepEqual(manifest.metrics.curve, curve);
+        assert.equal(curve.train.length, 100);
+        assert.ok(curve.val.length >= 3, `${curve.val.length} validation points`);
         // And it serves: a new session gets it by default.
         const { status, events } = await postText(server.base, "seeded", "Call me Ishmael.");
         assert.equal(status, 200);

@@ -153,7 +153,8 @@ export const RUN_FILES = {
   plot: "loss.svg",
 } as const;
 
-interface MetricsLine {
+/** One line of a run's metrics.jsonl: a training report (every 10 updates) or an evaluation. */
+export interface MetricsLine {
   step: number;
   tokens: number;
   epoch?: number;
@@ -272,7 +273,13 @@ export function sampleText(
   return out;
 }
 
-async function readMetrics(path: string): Promise<MetricsLine[]> {
+/**
+ * Reads a run's metrics log (metrics.jsonl).
+ *
+ * @param path the file
+ * @returns its lines, parsed; none when the file does not exist
+ */
+export async function readMetrics(path: string): Promise<MetricsLine[]> {
   try {
     const text = await Deno.readTextFile(path);
     return text.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
@@ -290,6 +297,19 @@ function curves(lines: MetricsLine[]) {
     if (l.val_loss !== undefined) val.push([l.tokens, l.val_loss]);
   }
   return { train, val };
+}
+
+/**
+ * The loss curves a run publishes with its model: [tokens seen, loss] of the training reports
+ * (at most 100 points) and of the evaluations (at most 50), evenly downsampled, so the manifest
+ * stays a few KiB.
+ *
+ * @param lines the run's metrics log
+ * @returns the train and validation curves
+ */
+export function publishedCurves(lines: MetricsLine[]): RunMetrics["curve"] {
+  const { train, val } = curves(lines);
+  return { train: downsample(train, 100), val: downsample(val, 50) };
 }
 
 async function writePlot(runDir: string, lines: MetricsLine[], title: string): Promise<void> {
@@ -529,7 +549,7 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     });
   }
   await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
-  const { train: trainCurve, val: valCurve } = curves(lines);
+  const trainCurve = curves(lines).train;
   let sample = "";
   const extraMetrics: Record<string, number> = {};
   if (setup.kind === "lm") {
@@ -567,7 +587,7 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     val_tokens: final.tokens,
     ...(final.accuracy === null ? {} : { val_accuracy: final.accuracy }),
     ...extraMetrics,
-    curve: { train: downsample(trainCurve, 100), val: downsample(valCurve, 50) },
+    curve: publishedCurves(lines),
   };
   // Only what the same seed and flags reproduce goes into the file, so exports are
   // byte-identical; timings stay in the log and the published manifest.
