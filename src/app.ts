@@ -3,6 +3,7 @@
 import { Hono } from "hono";
 import { modelRoutes } from "../routes/models.ts";
 import { sessionRoutes } from "../routes/session.ts";
+import { uiRoutes } from "../routes/ui.ts";
 import { errorBody, errorInfo } from "./errors.ts";
 import type { ModelCache } from "./store/model_cache.ts";
 import { DEFAULT_LIMITS, type Limits, SessionManager } from "./stream/mod.ts";
@@ -23,8 +24,9 @@ export interface AppDeps {
 }
 
 /**
- * Builds the HTTP app: `/session/:id` (stream, generate, inspect, delete), `/models`,
- * `/healthz`, and one error mapper for all of them.
+ * Builds the HTTP app: `/session/:id` (stream, generate, inspect, delete), `/models` (a model's
+ * page for browsers), `/healthz`, the demo page `/` with its files, and one error mapper for all
+ * of them.
  *
  * @param deps the dependencies
  * @returns the Hono app (`app.fetch` serves requests)
@@ -50,6 +52,7 @@ export function createApp(deps: AppDeps): Hono {
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.route("/session", sessionRoutes(sessions));
   app.route("/models", modelRoutes(deps.kv));
+  app.route("/", uiRoutes());
   app.notFound((c) =>
     c.json(errorBody({ code: "not_found", message: `no route ${c.req.method} ${c.req.path}` }), 404)
   );
