@@ -69,6 +69,8 @@ const state = {
     labels: string[] | null, markers: string[], units: number, cell: string,
     layers: number, hidden: number }} */
     (null),
+  /** The session id requests go to (the field may hold an id being typed). */
+  id: "",
   /** Every character taken from the text box so far (sent, or waiting to be). */
   typed: "",
   /** How much of `typed` has been handed to a request. */
@@ -227,10 +229,13 @@ async function loadModels() {
  * Loads a model's manifest and sets the page up for its task.
  * @param {string} name
  * @param {boolean} fresh start a new session on it
+ * @param {number} [version] the version (an existing session's); the current one by default
  */
-async function selectModel(name, fresh) {
+async function selectModel(name, fresh, version) {
   const found = await getJson(`/models/${encodeURIComponent(name)}`);
-  const m = found.versions.find((v) => v.version === found.current) ?? found.versions.at(-1);
+  const wanted = version ?? found.current;
+  const m = found.versions.find((v) => v.version === wanted);
+  if (m === undefined) throw new Error(`${name} version ${wanted} is no longer kept`);
   const vocab = m.vocabulary ?? [];
   state.info = {
     name,
@@ -295,6 +300,7 @@ function startSession(id) {
   state.seq = 0;
   state.shown = -1;
   state.complete = false;
+  state.id = id;
   ui.session.value = id;
   ui.sessionInfo.textContent = `Session ${id}: new, it starts with the first character sent.`;
   ui.genStatus.textContent = "";
@@ -308,7 +314,7 @@ function startSession(id) {
 async function lookUpSession() {
   const id = ui.session.value.trim();
   if (!SESSION_ID.test(id)) {
-    say("A session id is 1 to 128 letters, digits, _ or -.");
+    say(`A session id is 1 to 128 letters, digits, _ or -; still using ${state.id}.`);
     return;
   }
   let found = null;
@@ -317,9 +323,11 @@ async function lookUpSession() {
   } catch (err) {
     if (!(err instanceof Error && err.message.startsWith("404"))) throw err;
   }
-  if (found !== null && found.model !== state.info?.name) {
+  if (
+    found !== null && (found.model !== state.info?.name || found.version !== state.info.version)
+  ) {
     ui.model.value = found.model;
-    await selectModel(found.model, false);
+    await selectModel(found.model, false, found.version);
   }
   startSession(id);
   ui.input.value = "";
@@ -351,7 +359,7 @@ function onInput() {
     startSession(newId());
     say(
       `The text changed before its end, and a state cannot go back: new session ` +
-        `${ui.session.value}, the whole text sent again.`,
+        `${state.id}, the whole text sent again.`,
     );
   }
   state.typed = text;
@@ -369,7 +377,7 @@ async function sendTyped() {
   state.sent = state.typed.length;
   const epoch = state.epoch;
   const model = encodeURIComponent(state.info.name);
-  const path = `/session/${ui.session.value}?model=${model}&hidden=1`;
+  const path = `/session/${state.id}?model=${model}&hidden=1`;
   await post(path, "text/plain; charset=utf-8", chunk, (e) => {
     if (epoch === state.epoch) onSessionEvent(e, false);
   });
@@ -383,7 +391,7 @@ async function sendLastCharacter() {
   const epoch = state.epoch;
   const model = encodeURIComponent(state.info.name);
   await post(
-    `/session/${ui.session.value}?model=${model}`,
+    `/session/${state.id}?model=${model}`,
     "text/plain; charset=utf-8",
     last,
     (e) => {
@@ -428,8 +436,7 @@ function onSessionEvent(e, generated) {
       break;
     case "done":
       state.seq = d.seq;
-      ui.sessionInfo.textContent =
-        `Session ${ui.session.value}: seq ${d.seq}, durable ${d.durable_seq}.`;
+      ui.sessionInfo.textContent = `Session ${state.id}: seq ${d.seq}, durable ${d.durable_seq}.`;
       if (d.finish_reason !== undefined) {
         ui.genStatus.textContent = `Generated up to seq ${d.seq} (${
           d.finish_reason === "stop" ? "the sequence ended" : "token limit reached"
@@ -465,7 +472,7 @@ function onGenerate(event) {
   enqueue(async () => {
     const epoch = state.epoch;
     await post(
-      `/session/${ui.session.value}/generate`,
+      `/session/${state.id}/generate`,
       "application/json",
       JSON.stringify(options),
       (e) => {

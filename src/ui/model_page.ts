@@ -155,6 +155,63 @@ ${
   }`;
 }
 
+/** The versions table: newest first, the current one marked. */
+function versionsTable(name: string, versions: ModelManifest[], current: number | null): Html {
+  const row = (m: ModelManifest) => {
+    const isCurrent = m.version === current;
+    const valLoss = (m.metrics as { val_loss?: unknown } | undefined)?.val_loss;
+    return html`
+      <tr${raw(isCurrent ? ' class="current"' : "")}>
+        <td><a href="#v${m.version}">${m.version}</a></td>
+        <td>${isCurrent ? html`<strong>current</strong>` : "older"}</td>
+        <td>${m.createdAt}</td>
+        <td>${m.cell} ${m.layers}×${m.hiddenSize}</td>
+        <td>${typeof valLoss === "number" ? valLoss.toFixed(4) : "—"}</td>
+        </tr>
+    `;
+  };
+  return html`
+    <div class="table-wrap">
+      <table class="versions">
+        <caption class="visually-hidden">Kept versions of ${name}, newest first</caption>
+        <thead>
+          <tr>
+            <th scope="col">Version</th>
+            <th scope="col">Status</th>
+            <th scope="col">Published</th>
+            <th scope="col">Cell</th>
+            <th scope="col">Validation loss</th>
+          </tr>
+        </thead>
+        <tbody>${versions.map(row)}</tbody>
+      </table>
+    </div>
+  `;
+}
+
+/** One version: the current one open, an older one folded. */
+function versionSection(name: string, m: ModelManifest, isCurrent: boolean): Html {
+  const id = `v${m.version}`;
+  const heading = `Version ${m.version}${isCurrent ? " (current)" : ""}`;
+  if (isCurrent) {
+    return html`
+      <section id="${id}" class="version current" aria-labelledby="${id}-h">
+        <h2 id="${id}-h">${heading}</h2>
+        ${versionBody(name, m)}
+      </section>
+    `;
+  }
+  return html`
+    <section id="${id}" class="version" aria-labelledby="${id}-h">
+      <h2 id="${id}-h">${heading}</h2>
+      <details>
+        <summary>Loss curves, manifest, training configuration and metrics</summary>
+        ${versionBody(name, m)}
+      </details>
+    </section>
+  `;
+}
+
 /**
  * The model page: versions (newest first, the current one marked), then each version's loss
  * curves, manifest, training configuration, metrics and vocabulary; older versions folded.
@@ -165,58 +222,25 @@ ${
 export function modelPage(listing: ModelListing): Promise<string> {
   const { name, current } = listing;
   const versions = [...listing.versions].sort((a, b) => b.version - a.version);
-  const newest = versions.find((v) => v.version === current) ?? versions[0];
-  const task = newest === undefined ? "" : TASKS[newest.task] ?? newest.task;
+  const shown = versions.find((v) => v.version === current) ?? versions[0];
+  const task = shown === undefined ? "" : `${TASKS[shown.task] ?? shown.task}. `;
+  const status = current === null
+    ? "No version is current."
+    : `Version ${current} is current: new sessions get it.`;
   const body = html`
     <header class="top">
-      <nav><a href="/">Demo page</a>${newest === undefined ? "" : html`
-        · <a href="/?model=${name}">Try ${name} on the demo page</a>
-      `}</nav>
+      <nav>
+        <a href="/">Demo page</a> · <a href="/?model=${name}">Try ${name} on the demo page</a>
+      </nav>
       <h1>Model <code>${name}</code></h1>
-      <p>${task}${task === "" ? "" : ". "}${current === null
-        ? "No version is current."
-        : `Version ${current} is current: new sessions get it.`}</p>
+      <p>${task}${status}</p>
     </header>
     <main>
-    <section aria-labelledby="versions-h">
-    <h2 id="versions-h">Versions</h2>
-    <div class="table-wrap"><table class="versions">
-    <caption class="visually-hidden">Kept versions of ${name}, newest first</caption>
-    <thead><tr><th scope="col">Version</th><th scope="col">Status</th><th scope="col">Published</th>
-    <th scope="col">Cell</th><th scope="col">Validation loss</th></tr></thead>
-    <tbody>${versions.map((m) => {
-      const isCurrent = m.version === current;
-      const valLoss = (m.metrics as { val_loss?: unknown } | undefined)?.val_loss;
-      return html`
-        <tr${raw(isCurrent ? ' class="current"' : "")}>
-          <td><a href="#v${m.version}">${m.version}</a></td>
-          <td>${isCurrent ? html`<strong>current</strong>` : "older"}</td>
-          <td>${m.createdAt}</td>
-          <td>${m.cell} ${m.layers}×${m.hiddenSize}</td>
-          <td>${typeof valLoss === "number" ? valLoss.toFixed(4) : "—"}</td>
-          </tr>
-      `;
-    })}</tbody></table></div>
-    </section>
-    ${versions.map((m) => {
-      const isCurrent = m.version === current;
-      const heading = `Version ${m.version}${isCurrent ? " (current)" : ""}`;
-      return isCurrent
-        ? html`
-          <section id="v${m.version}" class="version current" aria-labelledby="v${m.version}-h">
-          <h2 id="v${m.version}-h">${heading}</h2>
-          ${versionBody(name, m)}
-          </section>
-        `
-        : html`
-          <section id="v${m.version}" class="version" aria-labelledby="v${m.version}-h">
-            <h2 id="v${m.version}-h">${heading}</h2>
-            <details><summary>Loss curves, manifest, training configuration and metrics</summary>
-          ${versionBody(name, m)}
-            </details>
-          </section>
-        `;
-    })}
+      <section aria-labelledby="versions-h">
+        <h2 id="versions-h">Versions</h2>
+        ${versionsTable(name, versions, current)}
+      </section>
+      ${versions.map((m) => versionSection(name, m, m.version === current))}
     </main>
   `;
   return page({ title: `${name} — edge-rnn model`, body });

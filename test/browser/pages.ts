@@ -265,6 +265,18 @@ Deno.test({
         );
       });
 
+      await t.step("an existing session's id continues it, on its own model", async () => {
+        // check-cls was given "Emma" through the API above (seq 4).
+        await typeInto(page, "#session", "check-cls");
+        await page.keyboard.press("Tab"); // leaving the field looks the session up
+        await page.waitForSelector('#session-info:has-text("continues at seq 4")');
+        assert.equal(await page.locator("#model").inputValue(), "names-classify");
+        await page.focus("#input");
+        await page.keyboard.type("s");
+        await page.waitForSelector('#position-out:has-text("seq 5: “s”")');
+        await page.waitForSelector('#result:has-text("after seq 5")');
+      });
+
       await t.step("every control is reached by Tab, in reading order", async () => {
         await page.goto(`${base}/`);
         await page.waitForSelector('#model-info:has-text("moby version 1")');
