@@ -7,3 +7,4 @@
 export * from "./decode.ts";
 export * from "./session.ts";
 export * from "./pipeline.ts";
+export * from "./frames.ts";

@@ -16,6 +16,7 @@ import {
 import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
 import { batcherFor } from "./batcher.ts";
+import { type FrameBuffer, roundProb, utf8 } from "./frames.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
 export interface Limits {
@@ -54,42 +55,34 @@ export interface SessionEvent {
   event: "step" | "token" | "checkpoint" | "result" | "done" | "error";
   id: number;
   data: Record<string, unknown>;
-  /** `data` as JSON, when the event was made as text (the per-token hot path). */
-  json?: string;
 }
 
-/** A `step` event made as JSON text directly; `data` is parsed from it only if asked for. */
-class StepEvent implements SessionEvent {
-  readonly event = "step";
-  readonly id: number;
-  readonly json: string;
-  constructor(id: number, json: string) {
-    this.id = id;
-    this.json = json;
-  }
-  get data(): Record<string, unknown> {
-    return JSON.parse(this.json);
-  }
-}
+/** Each model's output names and tokens as JSON string bytes, made once per loaded version. */
+const jsonNames = new WeakMap<LoadedModel, { names: Uint8Array[]; tokens: Uint8Array[] }>();
 
-/** A number as JSON writes it (non-finite numbers are null there). */
-const jsonNumber = (x: number) => Number.isFinite(x) ? String(x) : "null";
-
-/** Each model's output names and tokens as JSON strings, made once per loaded version. */
-const jsonNames = new WeakMap<LoadedModel, { names: string[]; tokens: string[] }>();
-
-function namesOf(loaded: LoadedModel): { names: string[]; tokens: string[] } {
+function namesOf(loaded: LoadedModel): { names: Uint8Array[]; tokens: Uint8Array[] } {
   let cached = jsonNames.get(loaded);
   if (cached === undefined) {
     const meta = loaded.model.meta;
     cached = {
-      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => JSON.stringify(n)),
-      tokens: (loaded.vocab?.tokens ?? []).map((t) => JSON.stringify(t)),
+      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => utf8(JSON.stringify(n))),
+      tokens: (loaded.vocab?.tokens ?? []).map((t) => utf8(JSON.stringify(t))),
     };
     jsonNames.set(loaded, cached);
   }
   return cached;
 }
+
+// The fixed parts of a step frame: event: step, data: {"seq":…,"token":…,"top":[{"token":…,
+// "p":…},…]} (or "probs":{label:p,…}), id: seq.
+const STEP_HEAD = utf8('event: step\ndata: {"seq":');
+const TOKEN_KEY = utf8(',"token":');
+const TOP_OPEN = utf8(',"top":[');
+const TOP_ITEM = utf8('{"token":');
+const P_KEY = utf8(',"p":');
+const PROBS_OPEN = utf8(',"probs":{');
+const ID_LINE = utf8("}\nid: ");
+const [COMMA, COLON, CLOSE_BRACE, CLOSE_BRACKET, LF] = [44, 58, 125, 93, 10];
 
 /** What a session runner needs from the app. */
 export interface SessionDeps {
@@ -135,7 +128,8 @@ export class SessionRunner {
   #durable: number;
   #skip: number;
   #applied = 0;
-  readonly #json: { names: string[]; tokens: string[] }; // output names and tokens as JSON
+  readonly #json: { names: Uint8Array[]; tokens: Uint8Array[] }; // names and tokens as JSON
+  readonly #top: number[] = []; // reused by each step's top-k
   #closed = false;
   #cancelled = false;
   #failed = false;
@@ -187,22 +181,22 @@ export class SessionRunner {
   }
 
   /**
-   * Applies one input item (a text's characters, or one token), handing each event to `emit` as
-   * soon as it exists: a `step` per applied token, a `checkpoint` whenever one is written.
+   * Applies one input item (a text's characters, or one token), writing each event into `out`
+   * as soon as it exists: a `step` per applied token, a `checkpoint` whenever one is written.
    * Stops early, between tokens, once the request is cancelled.
    *
    * @param item the input
-   * @param emit receives the events, in order
+   * @param out the response's pending bytes
    * @throws {InputError} for a character or token outside the vocabulary, or too many tokens
    * @throws {ConflictError} when another writer changed the session
    */
-  async apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
-    const work = this.#apply(item, emit);
+  async apply(item: InputItem, out: FrameBuffer): Promise<void> {
+    const work = this.#apply(item, out);
     this.#inflight = work.catch(() => {});
     await work;
   }
 
-  async #apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
+  async #apply(item: InputItem, out: FrameBuffer): Promise<void> {
     const vocab = this.loaded.vocab;
     if (vocab === null) {
       throw new InputError("bad_input", "this model reads dense vectors, not text");
@@ -238,7 +232,7 @@ export class SessionRunner {
     }
     const batcher = batcherFor(this.loaded.stepper);
     const onStep = (probs: FloatArray, at: number, k: number) =>
-      emit(this.#stepped(ids[k], probs, at));
+      this.#stepped(out, ids[k], probs, at);
     const cancelled = () => this.#cancelled;
     while (pos < ids.length && !this.#cancelled) {
       const allowed = limits.maxTokensPerRequest - this.#applied;
@@ -255,7 +249,7 @@ export class SessionRunner {
       pos += applied;
       this.#applied += applied;
       if (this.#seq - this.#durable >= limits.checkpointEvery) {
-        emit(await this.checkpoint());
+        out.event(await this.checkpoint());
       }
     }
   }
@@ -295,30 +289,44 @@ export class SessionRunner {
   }
 
   /**
-   * The `step` event of token `id`, just applied, whose probabilities are at `at`:
+   * Writes the `step` event of token `id`, just applied, whose probabilities are at `at`:
    * `{"seq", "token", "top": [{"token", "p"}, ...]}` (or `"probs": {label: p}` for a
-   * classifier), written as JSON text directly since it is made for every token.
+   * classifier), framed straight into bytes since it is made for every token.
    */
-  #stepped(id: number, probs: FloatArray, at: number): SessionEvent {
+  #stepped(out: FrameBuffer, id: number, probs: FloatArray, at: number): void {
     const { names, tokens } = this.#json;
     const seq = ++this.#seq;
-    let json = `{"seq":${seq},"token":${tokens[id]},`;
+    out.bytes(STEP_HEAD);
+    out.uint(seq);
+    out.bytes(TOKEN_KEY);
+    out.bytes(tokens[id]);
     if (this.loaded.model.meta.labels !== null) {
-      json += `"probs":{`;
+      out.bytes(PROBS_OPEN);
       for (let k = 0; k < names.length; k++) {
-        json += `${k > 0 ? "," : ""}${names[k]}:${jsonNumber(probs[at + k])}`;
+        if (k > 0) out.byte(COMMA);
+        out.bytes(names[k]);
+        out.byte(COLON);
+        out.prob(probs[at + k]);
       }
-      json += "}}";
+      out.byte(CLOSE_BRACE);
     } else {
-      const best = topK(probs, this.#deps.limits.topK, at, names.length);
-      json += `"top":[`;
+      const best = topK(probs, this.#deps.limits.topK, at, names.length, this.#top);
+      out.bytes(TOP_OPEN);
       for (let r = 0; r < best.length; r++) {
-        const k = best[r];
-        json += `${r > 0 ? "," : ""}{"token":${names[k]},"p":${jsonNumber(probs[at + k])}}`;
+        if (r > 0) out.byte(COMMA);
+        out.bytes(TOP_ITEM);
+        out.bytes(names[best[r]]);
+        out.bytes(P_KEY);
+        out.prob(probs[at + best[r]]);
+        out.byte(CLOSE_BRACE);
       }
-      json += "]}";
+      out.byte(CLOSE_BRACKET);
     }
-    return new StepEvent(seq, json);
+    out.bytes(ID_LINE);
+    out.uint(seq);
+    out.byte(LF);
+    out.byte(LF);
+    out.end();
   }
 
   /**
@@ -433,7 +441,7 @@ export class SessionRunner {
     const probs = this.loaded.stepper.readout(this.state);
     const best = argmax(probs, 0, labels.length);
     const out: Record<string, number> = {};
-    labels.forEach((n, k) => out[n] = probs[k]);
+    labels.forEach((n, k) => out[n] = roundProb(probs[k]));
     return {
       event: "result",
       id: this.#seq,
@@ -523,16 +531,18 @@ export class SessionRunner {
  * @param k how many
  * @param at where the values start
  * @param length how many values
- * @returns their indices, counted from `at`
+ * @param best where to put them (emptied first; reused to save an array per call)
+ * @returns `best`: their indices, counted from `at`
  */
 export function topK(
   probs: ArrayLike<number>,
   k: number,
   at = 0,
   length: number = probs.length - at,
+  best: number[] = [],
 ): number[] {
   // Insertion into a short sorted list; most values lose to the k-th best at once.
-  const best: number[] = [];
+  best.length = 0;
   if (k <= 0) return best;
   let floor = -Infinity; // the k-th best so far, once there are k
   for (let j = 0; j < length; j++) {
