@@ -115,9 +115,14 @@ export class FrameBuffer {
    * @param bytes the bytes
    */
   bytes(bytes: Uint8Array): void {
-    this.#reserve(bytes.length);
-    this.#bytes.set(bytes, this.#length);
-    this.#length += bytes.length;
+    const n = bytes.length;
+    this.#reserve(n);
+    const b = this.#bytes;
+    const at = this.#length;
+    if (n > 32) b.set(bytes, at);
+    // a loop beats set()'s call for the few bytes of a name or a key
+    else for (let k = 0; k < n; k++) b[at + k] = bytes[k];
+    this.#length = at + n;
   }
 
   /**

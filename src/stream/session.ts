@@ -129,7 +129,7 @@ export class SessionRunner {
   #skip: number;
   #applied = 0;
   readonly #json: { names: Uint8Array[]; tokens: Uint8Array[] }; // names and tokens as JSON
-  readonly #top: number[] = []; // reused by each step's top-k
+  readonly #top: Int32Array; // each step's top-k, reused
   #closed = false;
   #cancelled = false;
   #failed = false;
@@ -155,6 +155,7 @@ export class SessionRunner {
     this.#skip = skip;
     this.state = bytesToState(record.hidden, loaded.model.network.stateSize);
     this.#json = namesOf(loaded);
+    this.#top = new Int32Array(deps.limits.topK);
   }
 
   /** Tokens applied so far. */
@@ -310,9 +311,10 @@ export class SessionRunner {
       }
       out.byte(CLOSE_BRACE);
     } else {
-      const best = topK(probs, this.#deps.limits.topK, at, names.length, this.#top);
+      const best = this.#top;
+      const n = topKInto(best, probs, at, names.length);
       out.bytes(TOP_OPEN);
-      for (let r = 0; r < best.length; r++) {
+      for (let r = 0; r < n; r++) {
         if (r > 0) out.byte(COMMA);
         out.bytes(TOP_ITEM);
         out.bytes(names[best[r]]);
@@ -531,32 +533,50 @@ export class SessionRunner {
  * @param k how many
  * @param at where the values start
  * @param length how many values
- * @param best where to put them (emptied first; reused to save an array per call)
- * @returns `best`: their indices, counted from `at`
+ * @returns their indices, counted from `at`
  */
 export function topK(
   probs: ArrayLike<number>,
   k: number,
   at = 0,
   length: number = probs.length - at,
-  best: number[] = [],
 ): number[] {
+  const best = new Int32Array(Math.max(0, k));
+  return Array.from(best.subarray(0, topKInto(best, probs, at, length)));
+}
+
+/**
+ * {@linkcode topK} into a given array, allocating nothing (the per-token path).
+ *
+ * @param best receives the indices (its length is k)
+ * @param probs values
+ * @param at where the values start
+ * @param length how many values
+ * @returns how many indices were written: min(k, length)
+ */
+export function topKInto(
+  best: Int32Array,
+  probs: ArrayLike<number>,
+  at: number,
+  length: number,
+): number {
   // Insertion into a short sorted list; most values lose to the k-th best at once.
-  best.length = 0;
-  if (k <= 0) return best;
+  const k = best.length;
+  if (k === 0) return 0;
+  let n = 0;
   let floor = -Infinity; // the k-th best so far, once there are k
   for (let j = 0; j < length; j++) {
     const v = probs[at + j];
-    if (best.length === k && !(v > floor)) continue;
-    let i = best.length < k ? best.length : k - 1;
+    if (n === k && !(v > floor)) continue;
+    let i = n < k ? n++ : k - 1;
     while (i > 0 && probs[at + best[i - 1]] < v) {
       best[i] = best[i - 1];
       i--;
     }
     best[i] = j;
-    if (best.length === k) floor = probs[at + best[k - 1]];
+    if (n === k) floor = probs[at + best[k - 1]];
   }
-  return best;
+  return n;
 }
 
 /**
