@@ -1,6 +1,6 @@
 // The session pipeline (DESIGN.md): request.body ─▶ decode ─▶ items ─▶ recurrent step ─▶ SSE
-// bytes. Each stage is a Web Stream, so a slow client slows the model down (backpressure) and
-// a token's output leaves as soon as the token is applied.
+// bytes, as one Web Stream stage from the request body to the response body, so a slow client
+// slows the model down (backpressure) and a token's output leaves as soon as it is applied.
 import type { SSEStreamingApi } from "hono/streaming";
 import type { BodyDecoder, InputItem } from "./decode.ts";
 import { FrameBuffer, frameEvent } from "./frames.ts";
