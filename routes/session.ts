@@ -7,6 +7,7 @@ import { HttpError } from "../src/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, readSession } from "../src/store/sessions.ts";
 import {
+  BodyDecoder,
   decodeBody,
   eventWithHidden,
   type InputItem,
@@ -126,7 +127,8 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       });
     }
     const events = sessionBody(
-      decodeBody(body, type, limits.maxBodyBytes),
+      body,
+      new BodyDecoder(type, limits.maxBodyBytes),
       runner,
       limits.keepAliveMs,
       () => {

@@ -9,6 +9,11 @@ export interface ServerConfig {
   /** `HOST` (0.0.0.0). */
   host: string;
   /**
+   * `WORKERS` (1): isolates `deno task start` serves from, each on its own thread, sharing the
+   * port (SO_REUSEPORT; Linux spreads connections over them) and the KV store.
+   */
+  workers: number;
+  /**
    * `KV_PATH`: a SQLite file, `:memory:`, or a KV Connect URL. Unset: `./data/kv.sqlite3`
    * locally, the managed KV on Deno Deploy (`DENO_DEPLOYMENT_ID` is set there).
    */
@@ -68,9 +73,14 @@ export function loadConfig(
   const host = env("HOST") ?? "0.0.0.0";
   if (host.trim() === "") throw new RangeError("HOST must not be empty");
   const onDeploy = env("DENO_DEPLOYMENT_ID") !== undefined;
+  const workers = positive("WORKERS", 1);
+  if (!Number.isInteger(workers) || workers > 64) {
+    throw new RangeError(`WORKERS must be a whole number from 1 to 64, not ${env("WORKERS")}`);
+  }
   return {
     port: positive("PORT", 8000),
     host,
+    workers,
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kv.sqlite3"),
     defaultModel: validateModelName(env("DEFAULT_MODEL") ?? "moby"),
     limits,

@@ -89,12 +89,24 @@ export const sessions = new SessionManager({
 export const app = createApp({ kv, models, sessions });
 
 /**
- * Checkpoints every open session (what was applied becomes durable), then ends the process.
+ * More work for {@linkcode shutdown}: each hook checkpoints the open sessions of another isolate
+ * (`WORKERS`, see start.ts) and says how many it wrote and how many failed.
+ */
+export const shutdownHooks: (() => Promise<{ written: number; failed: number }>)[] = [];
+
+/**
+ * Checkpoints every open session (what was applied becomes durable), here and in the isolates
+ * of {@linkcode shutdownHooks}, then ends the process.
  *
  * @param signal the signal received, for the log line
  */
 export async function shutdown(signal: string): Promise<never> {
-  const { written, failed } = await sessions.checkpointAll();
+  let written = 0, failed = 0;
+  const all = await Promise.all([sessions.checkpointAll(), ...shutdownHooks.map((h) => h())]);
+  for (const counts of all) {
+    written += counts.written;
+    failed += counts.failed;
+  }
   console.error(
     `${signal}: checkpointed ${written} open session(s)${failed > 0 ? `, ${failed} failed` : ""}`,
   );
@@ -102,12 +114,15 @@ export async function shutdown(signal: string): Promise<never> {
   Deno.exit(0);
 }
 
-try {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    Deno.addSignalListener(signal, () => shutdown(signal));
+// A worker isolate (start.ts with WORKERS > 1) is told to stop by the main one.
+if (!("WorkerGlobalScope" in globalThis)) {
+  try {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => shutdown(signal));
+    }
+  } catch {
+    // Some hosts (Deno Deploy) have no signals: their isolates are stopped without one.
   }
-} catch {
-  // Some hosts (Deno Deploy) have no signals: their isolates are stopped without one.
 }
 
 export default { fetch: app.fetch } satisfies Deno.ServeDefaultExport;

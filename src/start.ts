@@ -1,7 +1,37 @@
 // `deno task start`: serves src/main.ts on $PORT (8000) and $HOST (0.0.0.0). On Deno Deploy and
 // with `deno serve`, src/main.ts is the entry and the platform picks the address.
+//
+// WORKERS=N (1) serves from N isolates, each on its own thread with its own KV handle, model
+// cache and sessions, all listening on the one port (SO_REUSEPORT: Linux spreads connections
+// over them). The main isolate publishes the fixture models before the others start, and on
+// SIGINT/SIGTERM has every isolate checkpoint its open sessions before the process ends.
 import { loadConfig } from "./config.ts";
-import handler from "./main.ts";
+import handler, { shutdownHooks } from "./main.ts";
+import type { FromWorker, ToWorker } from "./serve_worker.ts";
 
-const { port, host } = loadConfig();
-Deno.serve({ port, hostname: host }, handler.fetch);
+const { port, host, workers } = loadConfig();
+const listening: Promise<void>[] = [];
+for (let k = 1; k < workers; k++) {
+  const worker = new Worker(new URL("./serve_worker.ts", import.meta.url), { type: "module" });
+  const replies: ((message: FromWorker) => void)[] = [];
+  worker.onmessage = (e: MessageEvent<FromWorker>) => replies.shift()?.(e.data);
+  const next = () => new Promise<FromWorker>((resolve) => replies.push(resolve));
+  listening.push(next().then(() => {}));
+  shutdownHooks.push(async () => {
+    const reply = next();
+    worker.postMessage("shutdown" satisfies ToWorker);
+    const message = await reply;
+    return "checkpointed" in message ? message.checkpointed : { written: 0, failed: 0 };
+  });
+}
+await Promise.all(listening);
+Deno.serve({
+  port,
+  hostname: host,
+  reusePort: workers > 1,
+  onListen: (addr) =>
+    console.error(
+      `listening on http://${addr.hostname}:${addr.port}/` +
+        (workers > 1 ? ` with ${workers} isolates` : ""),
+    ),
+}, handler.fetch);

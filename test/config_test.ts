@@ -10,6 +10,8 @@ Deno.test("loadConfig() has the documented defaults and reads seconds as seconds
   assert.equal(local.port, 8000);
   assert.equal(local.kvPath, "./data/kv.sqlite3");
   assert.equal(local.defaultModel, "moby");
+  assert.equal(local.workers, 1);
+  assert.equal(loadConfig(from({ WORKERS: "2" })).workers, 2);
   assert.deepEqual(local.limits, DEFAULT_LIMITS);
   const deploy = loadConfig(
     from({ DENO_DEPLOYMENT_ID: "x", KEEPALIVE_SECONDS: "2.5", TOP_K: "3" }),
@@ -26,6 +28,8 @@ Deno.test("loadConfig() refuses bad values at startup, naming the variable", () 
     [{ CHECKPOINT_EVERY: "abc" }, /CHECKPOINT_EVERY/],
     [{ HOST: " " }, /HOST/],
     [{ DEFAULT_MODEL: "../x" }, /invalid model name/],
+    [{ WORKERS: "1.5" }, /WORKERS must be a whole number/],
+    [{ WORKERS: "65" }, /WORKERS must be a whole number from 1 to 64/],
   ];
   for (const [vars, message] of cases) assert.throws(() => loadConfig(from(vars)), message);
 });

@@ -7,7 +7,7 @@ import { readModelFile } from "../src/format/mod.ts";
 import { ModelCache } from "../src/store/model_cache.ts";
 import { publishModel } from "../src/store/registry.ts";
 import { readSession } from "../src/store/sessions.ts";
-import { DEFAULT_LIMITS, InputError, SessionManager } from "../src/stream/mod.ts";
+import { DEFAULT_LIMITS, FrameBuffer, InputError, SessionManager } from "../src/stream/mod.ts";
 
 const FIXTURES = new URL("../fixtures/models/", import.meta.url);
 
@@ -59,7 +59,7 @@ Deno.test("a failed request's tokens stay undurable even when checkpointAll runs
   await withStore(async (kv, models) => {
     const sessions = manager(kv, models);
     const runner = await sessions.open("f1");
-    await runner.apply({ text: "abc" }, () => {});
+    await runner.apply({ text: "abc" }, new FrameBuffer(() => {}));
     const event = runner.fail(new InputError("bad_input", "line 2 is not valid JSON"));
     assert.equal(event.data.durable_seq, 0);
     await sessions.checkpointAll(); // SIGTERM while the error event is still being written
@@ -72,11 +72,11 @@ Deno.test("two checkpoints of one runner at once: one write, no conflict", async
   await withStore(async (kv, models) => {
     const sessions = manager(kv, models);
     const runner = await sessions.open("c1");
-    await runner.apply({ text: "Call me" }, () => {});
+    await runner.apply({ text: "Call me" }, new FrameBuffer(() => {}));
     const [a, b] = await Promise.all([runner.checkpoint(), runner.checkpoint()]);
     assert.equal(a.data.seq, 7);
     assert.equal(b.data.seq, 7);
-    await runner.apply({ text: " Ishmael" }, () => {});
+    await runner.apply({ text: " Ishmael" }, new FrameBuffer(() => {}));
     await Promise.all([runner.checkpoint(), sessions.close(runner)]);
     assert.equal((await readSession(kv, "c1"))!.record.seq, 15);
   });

@@ -1,6 +1,7 @@
 // Batched stepping: sessions on the same model version that have tokens waiting at the same
 // moment are stepped together, one token each per round, with one read of the weights per round
 // (StreamStepper.stepMany) instead of one per session. A session alone is stepped directly.
+import { setImmediate } from "node:timers";
 import type { FloatArray } from "../math/mod.ts";
 import type { StreamStepper } from "../nn/mod.ts";
 
@@ -35,8 +36,9 @@ export interface BatchStats {
 /**
  * Steps runs of tokens for many streams of one stepper. {@linkcode StepBatcher.run} queues a
  * run. When the batcher is busy (its last drain, less than {@linkcode BUSY_MS} ago, had more
- * than one run), the drain waits for the next turn of the event loop (a zero timeout), so that
- * every session whose input has arrived meanwhile joins it. Otherwise the queue is drained in a
+ * than one run), the drain waits for the next turn of the event loop (`setImmediate`: after the
+ * I/O that is ready has been handled), so that every session whose input has arrived meanwhile
+ * joins it. (A zero timeout would do the same but waits for the timer's tick, 1-2 ms in Deno.) Otherwise the queue is drained in a
  * microtask: a lone session waits for nothing. A drain steps its runs in rounds of one token
  * per run, up to the stepper's batch size per call, until every run is done; runs that arrive
  * meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
@@ -108,7 +110,7 @@ export class StepBatcher {
       if (!this.#scheduled) {
         this.#scheduled = true;
         const busy = this.#lastJobs > 1 && performance.now() - this.#lastDrain < BUSY_MS;
-        if (busy) setTimeout(() => this.#drain(), 0);
+        if (busy) setImmediate(() => this.#drain());
         else queueMicrotask(() => this.#drain());
       }
     });

@@ -110,15 +110,116 @@ function itemOf(value: unknown, where: string): InputItem {
 }
 
 /**
- * Decodes a request body into input items as it arrives.
+ * Decodes a request body into input items, one chunk of bytes at a time, synchronously.
  *
  * - `text/plain`: the text itself, in whatever pieces the network delivers.
  * - `application/x-ndjson`: one JSON object per line, `{"text": "..."}` or `{"token": "..."}`.
  * - `text/event-stream`: each event's data is such an object, or else plain text (so another
  *   model's streamed output can be proxied straight in); `[DONE]` is ignored.
  *
- * Invalid UTF-8, a malformed line and a body over `maxBytes` error the stream with an
- * {@linkcode InputError}; the items before the fault have already been delivered.
+ * Invalid UTF-8, a malformed line and a body over `maxBytes` throw an {@linkcode InputError};
+ * the items before the fault have already been handed over.
+ *
+ * @example
+ * ```ts
+ * import { BodyDecoder } from "./decode.ts";
+ * const items: unknown[] = [];
+ * const decoder = new BodyDecoder("application/x-ndjson", 1024);
+ * decoder.push(new TextEncoder().encode('{"text":"ab"}\n{"tok'), (i) => items.push(i));
+ * decoder.push(new TextEncoder().encode('en":"c"}'), (i) => items.push(i));
+ * decoder.end((i) => items.push(i)); // items: [{ text: "ab" }, { token: "c" }]
+ * ```
+ */
+export class BodyDecoder {
+  readonly #text: BodyText;
+  readonly #parse: (piece: string, emit: (item: InputItem) => void) => void;
+  readonly #end: (emit: (item: InputItem) => void) => void = () => {};
+
+  /**
+   * @param type the body's input type
+   * @param maxBytes the largest body accepted
+   */
+  constructor(type: InputType, maxBytes: number) {
+    this.#text = new BodyText(maxBytes);
+    if (type === "text/plain") {
+      this.#parse = (piece, emit) => emit({ text: piece });
+    } else if (type === "application/x-ndjson") {
+      const lines = new Lines();
+      let line = 0;
+      const item = (emit: (item: InputItem) => void) => (raw: string) => {
+        line++;
+        if (raw.trim() === "") return;
+        let value: unknown;
+        try {
+          value = JSON.parse(raw);
+        } catch {
+          throw new InputError("bad_input", `line ${line} is not valid JSON`);
+        }
+        emit(itemOf(value, `line ${line}`));
+      };
+      this.#parse = (piece, emit) => lines.push(piece, item(emit));
+      this.#end = (emit) => lines.end(item(emit));
+    } else {
+      let n = 0;
+      let out: (item: InputItem) => void = () => {};
+      const parser = createParser({
+        onEvent(event) {
+          n++;
+          const data = event.data;
+          if (data === "[DONE]") return;
+          let value: unknown = undefined;
+          if (data.startsWith("{")) {
+            try {
+              value = JSON.parse(data);
+            } catch {
+              value = undefined;
+            }
+          }
+          out(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
+        },
+        onError(error) {
+          // The parser is unusable after this one; the others (a bad field line) are ignored.
+          if (error.type === "max-buffer-size-exceeded") {
+            throw new InputError("too_large", "an event in the body is too large");
+          }
+        },
+      });
+      this.#parse = (piece, emit) => {
+        out = emit;
+        parser.feed(piece);
+      };
+      // An event not ended by a blank line when the body ends is dropped, as EventSource does.
+    }
+  }
+
+  /**
+   * Decodes the next chunk.
+   *
+   * @param chunk bytes of the body
+   * @param emit receives the items it completes
+   * @throws {InputError} for bad input
+   */
+  push(chunk: Uint8Array, emit: (item: InputItem) => void): void {
+    const piece = this.#text.decode(chunk);
+    if (piece !== "") this.#parse(piece, emit);
+  }
+
+  /**
+   * Ends the body: what was left over.
+   *
+   * @param emit receives the last items
+   * @throws {InputError} for bad input
+   */
+  end(emit: (item: InputItem) => void): void {
+    const piece = this.#text.decode();
+    if (piece !== "") this.#parse(piece, emit);
+    this.#end(emit);
+  }
+}
+
+/**
+ * Decodes a request body into a stream of input items as it arrives ({@linkcode BodyDecoder}
+ * as one Web Stream stage); a fault errors the stream with an {@linkcode InputError}.
  *
  * @param body the request body
  * @param type its input type
@@ -130,71 +231,14 @@ export function decodeBody(
   type: InputType,
   maxBytes: number,
 ): ReadableStream<InputItem> {
-  // One transform per body (limit, decode, frame, parse): each stage of a stream chain costs
-  // promises per chunk, and this runs for every chunk of every session.
-  const text = new BodyText(maxBytes);
-  let parse: (piece: string, emit: (item: InputItem) => void) => void;
-  let end: (emit: (item: InputItem) => void) => void = () => {};
-  if (type === "text/plain") {
-    parse = (piece, emit) => emit({ text: piece });
-  } else if (type === "application/x-ndjson") {
-    const lines = new Lines();
-    let line = 0;
-    const item = (emit: (item: InputItem) => void) => (raw: string) => {
-      line++;
-      if (raw.trim() === "") return;
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        throw new InputError("bad_input", `line ${line} is not valid JSON`);
-      }
-      emit(itemOf(value, `line ${line}`));
-    };
-    parse = (piece, emit) => lines.push(piece, item(emit));
-    end = (emit) => lines.end(item(emit));
-  } else {
-    let n = 0;
-    let out: (item: InputItem) => void = () => {};
-    const parser = createParser({
-      onEvent(event) {
-        n++;
-        const data = event.data;
-        if (data === "[DONE]") return;
-        let value: unknown = undefined;
-        if (data.startsWith("{")) {
-          try {
-            value = JSON.parse(data);
-          } catch {
-            value = undefined;
-          }
-        }
-        out(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
-      },
-      onError(error) {
-        // The parser is unusable after this one; the others (a bad field line) are ignored.
-        if (error.type === "max-buffer-size-exceeded") {
-          throw new InputError("too_large", "an event in the body is too large");
-        }
-      },
-    });
-    parse = (piece, emit) => {
-      out = emit;
-      parser.feed(piece);
-    };
-    // An event not ended by a blank line when the body ends is dropped, as EventSource does.
-  }
+  const decoder = new BodyDecoder(type, maxBytes);
   return body.pipeThrough(
     new TransformStream<Uint8Array, InputItem>({
       transform(chunk, controller) {
-        const piece = text.decode(chunk);
-        if (piece !== "") parse(piece, (item) => controller.enqueue(item));
+        decoder.push(chunk, (item) => controller.enqueue(item));
       },
       flush(controller) {
-        const emit = (item: InputItem) => controller.enqueue(item);
-        const piece = text.decode();
-        if (piece !== "") parse(piece, emit);
-        end(emit);
+        decoder.end((item) => controller.enqueue(item));
       },
     }),
   );

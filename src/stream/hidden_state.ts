@@ -39,35 +39,44 @@ export function hiddenJson(state: FloatArray, units: number): string {
 }
 
 /**
- * An event's JSON object text with `"h"` added as its last field.
+ * The same values as {@linkcode hiddenJson}, as numbers (null where not finite), for events
+ * made as objects.
  *
- * @param json the event's data as JSON object text, e.g. `{"seq":1,"token":"a"}`
- * @param state the session's state after the event's token (S, L, H)
- * @param units L·H
- * @returns the same object with `"h":[...]` before its closing brace
+ * @param state a session's state (S, L, H)
+ * @param units how many values: L·H
+ * @returns the rounded values
+ * @throws {RangeError} when the state holds fewer than `units` values
  * @example
  * ```ts
- * import { withHidden } from "./hidden_state.ts";
- * withHidden('{"seq":1}', new Float32Array([0.5, 0.25]), 2); // '{"seq":1,"h":[0.5,0.25]}'
+ * import { hiddenValues } from "./hidden_state.ts";
+ * hiddenValues(new Float32Array([0.12345, -0.5]), 2); // [0.123, -0.5]
  * ```
  */
-export function withHidden(json: string, state: FloatArray, units: number): string {
-  return `${json.slice(0, -1)},"h":${hiddenJson(state, units)}}`;
+export function hiddenValues(state: FloatArray, units: number): (number | null)[] {
+  if (units > state.length) {
+    throw new RangeError(`the state has ${state.length} values, not ${units}`);
+  }
+  const out: (number | null)[] = new Array(units);
+  for (let j = 0; j < units; j++) {
+    const v = Math.round(state[j] * SCALE) / SCALE;
+    out[j] = Number.isFinite(v) ? v : null;
+  }
+  return out;
 }
 
 /**
- * A copy of an event with `"h"` added to its data (for events made as objects, such as the
- * `token` events of generation).
+ * A copy of an event with `"h"` added as the last field of its data (for events made as
+ * objects, such as the `token` events of generation).
  *
  * @param event the event, just made: `state` is the state after its token
  * @param state the session's state (S, L, H)
  * @param units L·H
- * @returns the event with `json` set to its data plus `"h"`
+ * @returns the event with `h` in its data
  */
 export function eventWithHidden(
   event: SessionEvent,
   state: FloatArray,
   units: number,
 ): SessionEvent {
-  return { ...event, json: withHidden(event.json ?? JSON.stringify(event.data), state, units) };
+  return { ...event, data: { ...event.data, h: hiddenValues(state, units) } };
 }

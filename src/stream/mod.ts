@@ -7,4 +7,5 @@
 export * from "./decode.ts";
 export * from "./session.ts";
 export * from "./pipeline.ts";
+export * from "./frames.ts";
 export * from "./hidden_state.ts";

@@ -16,7 +16,8 @@ import {
 import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
 import { batcherFor } from "./batcher.ts";
-import { withHidden } from "./hidden_state.ts";
+import { type FrameBuffer, roundProb, utf8 } from "./frames.ts";
+import { hiddenJson } from "./hidden_state.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
 export interface Limits {
@@ -55,42 +56,34 @@ export interface SessionEvent {
   event: "step" | "token" | "checkpoint" | "result" | "done" | "error";
   id: number;
   data: Record<string, unknown>;
-  /** `data` as JSON, when the event was made as text (the per-token hot path). */
-  json?: string;
 }
 
-/** A `step` event made as JSON text directly; `data` is parsed from it only if asked for. */
-class StepEvent implements SessionEvent {
-  readonly event = "step";
-  readonly id: number;
-  readonly json: string;
-  constructor(id: number, json: string) {
-    this.id = id;
-    this.json = json;
-  }
-  get data(): Record<string, unknown> {
-    return JSON.parse(this.json);
-  }
-}
+/** Each model's output names and tokens as JSON string bytes, made once per loaded version. */
+const jsonNames = new WeakMap<LoadedModel, { names: Uint8Array[]; tokens: Uint8Array[] }>();
 
-/** A number as JSON writes it (non-finite numbers are null there). */
-const jsonNumber = (x: number) => Number.isFinite(x) ? String(x) : "null";
-
-/** Each model's output names and tokens as JSON strings, made once per loaded version. */
-const jsonNames = new WeakMap<LoadedModel, { names: string[]; tokens: string[] }>();
-
-function namesOf(loaded: LoadedModel): { names: string[]; tokens: string[] } {
+function namesOf(loaded: LoadedModel): { names: Uint8Array[]; tokens: Uint8Array[] } {
   let cached = jsonNames.get(loaded);
   if (cached === undefined) {
     const meta = loaded.model.meta;
     cached = {
-      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => JSON.stringify(n)),
-      tokens: (loaded.vocab?.tokens ?? []).map((t) => JSON.stringify(t)),
+      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => utf8(JSON.stringify(n))),
+      tokens: (loaded.vocab?.tokens ?? []).map((t) => utf8(JSON.stringify(t))),
     };
     jsonNames.set(loaded, cached);
   }
   return cached;
 }
+
+// The fixed parts of a step frame: event: step, data: {"seq":…,"token":…,"top":[{"token":…,
+// "p":…},…]} (or "probs":{label:p,…}), id: seq.
+const STEP_HEAD = utf8('event: step\ndata: {"seq":');
+const TOKEN_KEY = utf8(',"token":');
+const TOP_OPEN = utf8(',"top":[');
+const TOP_ITEM = utf8('{"token":');
+const P_KEY = utf8(',"p":');
+const PROBS_OPEN = utf8(',"probs":{');
+const ID_LINE = utf8("}\nid: ");
+const [COMMA, COLON, CLOSE_BRACE, CLOSE_BRACKET, LF] = [44, 58, 125, 93, 10];
 
 /** What a session runner needs from the app. */
 export interface SessionDeps {
@@ -136,7 +129,8 @@ export class SessionRunner {
   #durable: number;
   #skip: number;
   #applied = 0;
-  readonly #json: { names: string[]; tokens: string[] }; // output names and tokens as JSON
+  readonly #json: { names: Uint8Array[]; tokens: Uint8Array[] }; // names and tokens as JSON
+  readonly #top: Int32Array; // each step's top-k, reused
   #closed = false;
   #cancelled = false;
   #failed = false;
@@ -164,6 +158,7 @@ export class SessionRunner {
     this.#skip = skip;
     this.state = bytesToState(record.hidden, loaded.model.network.stateSize);
     this.#json = namesOf(loaded);
+    this.#top = new Int32Array(deps.limits.topK);
   }
 
   /** Tokens applied so far. */
@@ -190,22 +185,22 @@ export class SessionRunner {
   }
 
   /**
-   * Applies one input item (a text's characters, or one token), handing each event to `emit` as
-   * soon as it exists: a `step` per applied token, a `checkpoint` whenever one is written.
+   * Applies one input item (a text's characters, or one token), writing each event into `out`
+   * as soon as it exists: a `step` per applied token, a `checkpoint` whenever one is written.
    * Stops early, between tokens, once the request is cancelled.
    *
    * @param item the input
-   * @param emit receives the events, in order
+   * @param out the response's pending bytes
    * @throws {InputError} for a character or token outside the vocabulary, or too many tokens
    * @throws {ConflictError} when another writer changed the session
    */
-  async apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
-    const work = this.#apply(item, emit);
+  async apply(item: InputItem, out: FrameBuffer): Promise<void> {
+    const work = this.#apply(item, out);
     this.#inflight = work.catch(() => {});
     await work;
   }
 
-  async #apply(item: InputItem, emit: (event: SessionEvent) => void): Promise<void> {
+  async #apply(item: InputItem, out: FrameBuffer): Promise<void> {
     const vocab = this.loaded.vocab;
     if (vocab === null) {
       throw new InputError("bad_input", "this model reads dense vectors, not text");
@@ -241,7 +236,7 @@ export class SessionRunner {
     }
     const batcher = batcherFor(this.loaded.stepper);
     const onStep = (probs: FloatArray, at: number, k: number) =>
-      emit(this.#stepped(ids[k], probs, at));
+      this.#stepped(out, ids[k], probs, at);
     const cancelled = () => this.#cancelled;
     while (pos < ids.length && !this.#cancelled) {
       const allowed = limits.maxTokensPerRequest - this.#applied;
@@ -258,7 +253,7 @@ export class SessionRunner {
       pos += applied;
       this.#applied += applied;
       if (this.#seq - this.#durable >= limits.checkpointEvery) {
-        emit(await this.checkpoint());
+        out.event(await this.checkpoint());
       }
     }
   }
@@ -298,34 +293,49 @@ export class SessionRunner {
   }
 
   /**
-   * The `step` event of token `id`, just applied, whose probabilities are at `at`:
+   * Writes the `step` event of token `id`, just applied, whose probabilities are at `at`:
    * `{"seq", "token", "top": [{"token", "p"}, ...]}` (or `"probs": {label: p}` for a
-   * classifier), written as JSON text directly since it is made for every token.
+   * classifier), framed straight into bytes since it is made for every token.
    */
-  #stepped(id: number, probs: FloatArray, at: number): SessionEvent {
+  #stepped(out: FrameBuffer, id: number, probs: FloatArray, at: number): void {
     const { names, tokens } = this.#json;
     const seq = ++this.#seq;
-    let json = `{"seq":${seq},"token":${tokens[id]},`;
+    out.bytes(STEP_HEAD);
+    out.uint(seq);
+    out.bytes(TOKEN_KEY);
+    out.bytes(tokens[id]);
     if (this.loaded.model.meta.labels !== null) {
-      json += `"probs":{`;
+      out.bytes(PROBS_OPEN);
       for (let k = 0; k < names.length; k++) {
-        json += `${k > 0 ? "," : ""}${names[k]}:${jsonNumber(probs[at + k])}`;
+        if (k > 0) out.byte(COMMA);
+        out.bytes(names[k]);
+        out.byte(COLON);
+        out.prob(probs[at + k]);
       }
-      json += "}}";
+      out.byte(CLOSE_BRACE);
     } else {
-      const best = topK(probs, this.#deps.limits.topK, at, names.length);
-      json += `"top":[`;
-      for (let r = 0; r < best.length; r++) {
-        const k = best[r];
-        json += `${r > 0 ? "," : ""}{"token":${names[k]},"p":${jsonNumber(probs[at + k])}}`;
+      const best = this.#top;
+      const n = topKInto(best, probs, at, names.length);
+      out.bytes(TOP_OPEN);
+      for (let r = 0; r < n; r++) {
+        if (r > 0) out.byte(COMMA);
+        out.bytes(TOP_ITEM);
+        out.bytes(names[best[r]]);
+        out.bytes(P_KEY);
+        out.prob(probs[at + best[r]]);
+        out.byte(CLOSE_BRACE);
       }
-      json += "]}";
+      out.byte(CLOSE_BRACKET);
     }
     if (this.includeHidden) {
       const { layers, hiddenSize } = this.loaded.model.network.config;
-      json = withHidden(json, this.state, layers * hiddenSize); // h_t of every layer
+      out.text(`,"h":${hiddenJson(this.state, layers * hiddenSize)}`); // h_t of every layer
     }
-    return new StepEvent(seq, json);
+    out.bytes(ID_LINE);
+    out.uint(seq);
+    out.byte(LF);
+    out.byte(LF);
+    out.end();
   }
 
   /**
@@ -440,7 +450,7 @@ export class SessionRunner {
     const probs = this.loaded.stepper.readout(this.state);
     const best = argmax(probs, 0, labels.length);
     const out: Record<string, number> = {};
-    labels.forEach((n, k) => out[n] = probs[k]);
+    labels.forEach((n, k) => out[n] = roundProb(probs[k]));
     return {
       event: "result",
       id: this.#seq,
@@ -538,22 +548,42 @@ export function topK(
   at = 0,
   length: number = probs.length - at,
 ): number[] {
+  const best = new Int32Array(Math.max(0, k));
+  return Array.from(best.subarray(0, topKInto(best, probs, at, length)));
+}
+
+/**
+ * {@linkcode topK} into a given array, allocating nothing (the per-token path).
+ *
+ * @param best receives the indices (its length is k)
+ * @param probs values
+ * @param at where the values start
+ * @param length how many values
+ * @returns how many indices were written: min(k, length)
+ */
+export function topKInto(
+  best: Int32Array,
+  probs: ArrayLike<number>,
+  at: number,
+  length: number,
+): number {
   // Insertion into a short sorted list; most values lose to the k-th best at once.
-  const best: number[] = [];
-  if (k <= 0) return best;
+  const k = best.length;
+  if (k === 0) return 0;
+  let n = 0;
   let floor = -Infinity; // the k-th best so far, once there are k
   for (let j = 0; j < length; j++) {
     const v = probs[at + j];
-    if (best.length === k && !(v > floor)) continue;
-    let i = best.length < k ? best.length : k - 1;
+    if (n === k && !(v > floor)) continue;
+    let i = n < k ? n++ : k - 1;
     while (i > 0 && probs[at + best[i - 1]] < v) {
       best[i] = best[i - 1];
       i--;
     }
     best[i] = j;
-    if (best.length === k) floor = probs[at + best[k - 1]];
+    if (n === k) floor = probs[at + best[k - 1]];
   }
-  return best;
+  return n;
 }
 
 /**

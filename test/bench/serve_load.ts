@@ -23,7 +23,9 @@
 //
 //   deno run --allow-all test/bench/serve_load.ts [--levels 1,100,1000] [--tokens 200]
 //     [--seconds 20] [--model FILE] [--modes latency,throughput,rate] [--rate 100] [--chunk 10]
+//     [--workers N] [--checkpoint-every N] [--server-flags="..."]
 //
+// --workers N runs the server with WORKERS=N (isolates sharing the port, see src/start.ts).
 // (--allow-all because Deno reads /proc/<pid>/status only with all permissions.)
 //
 // --model FILE publishes that model file as `moby` into the fresh KV before the server starts;
@@ -56,6 +58,7 @@ const args = parseArgs({
     chunk: { type: "string", default: "10" },
     "server-flags": { type: "string", default: "" },
     "checkpoint-every": { type: "string" },
+    workers: { type: "string" },
   },
 });
 const modes = new Set(args.values.modes.split(","));
@@ -392,9 +395,13 @@ try {
     modelNote = `${MOBY_FIXTURE} (seeded by the server)`;
   }
   const checkpointEvery = args.values["checkpoint-every"];
+  const workers = args.values.workers;
   server = await ServerProcess.start({
     kvPath,
-    env: checkpointEvery === undefined ? {} : { CHECKPOINT_EVERY: checkpointEvery },
+    env: {
+      ...(checkpointEvery === undefined ? {} : { CHECKPOINT_EVERY: checkpointEvery }),
+      ...(workers === undefined ? {} : { WORKERS: workers }),
+    },
     startTimeoutMs: 60_000,
     denoFlags: args.values["server-flags"].split(" ").filter((f) => f !== ""),
   });
@@ -441,7 +448,7 @@ try {
     `\nserve_load: model ${modelNote}: ${moby?.cell} L=${moby?.layers} H=${moby?.hiddenSize} ` +
       `V=${moby?.vocabSize}; ${tokens} tokens per session; CHECKPOINT_EVERY ${
         checkpointEvery ?? "default (64)"
-      }; ` +
+      }; WORKERS ${workers ?? "default (1)"}; ` +
       `client and server on one machine (${navigator.hardwareConcurrency} cores), loopback; ` +
       `open-file limit ${openFileLimit()}; Deno ${Deno.version.deno}\n`,
   );
