@@ -384,6 +384,9 @@ Deno.test({
               for (const [k, ch] of [...text].entries()) {
                 a.body.write(ch);
                 await a.events.until((e) => e.event === "step", aEvents, 5000);
+                // a's checkpoint at 16 lands before b's token 16 is sent: otherwise the two
+                // checkpoints race, and either may be the one that wins.
+                if (k === 15) await a.events.until((e) => e.event === "checkpoint", aEvents, 5000);
                 if (bError === null) {
                   b.body.write(ch === " " ? "x" : " "); // a different text
                   const e = await b.events.until(
