@@ -1,7 +1,7 @@
 // A session's durable state in Deno KV: one value under ["session", id], written only with a
 // versionstamp check so that two writers can never silently overwrite each other.
 import { ConflictError } from "./errors.ts";
-import { sessionKey } from "./keys.ts";
+import { SESSION_PREFIX, sessionKey } from "./keys.ts";
 
 /** What KV holds for one session. */
 export interface SessionRecord {
@@ -38,6 +38,21 @@ export async function readSession(kv: Deno.Kv, id: string): Promise<StoredSessio
   const entry = await kv.get<SessionRecord>(sessionKey(id));
   if (entry.versionstamp === null || entry.value === null) return null;
   return { record: entry.value, versionstamp: entry.versionstamp };
+}
+
+/**
+ * Every stored session, in id order (for tools and tests that inspect a store; serving reads
+ * one session at a time).
+ *
+ * @param kv the store
+ * @returns the ids with their records and versionstamps
+ */
+export async function* listSessions(
+  kv: Deno.Kv,
+): AsyncGenerator<{ id: string } & StoredSession> {
+  for await (const entry of kv.list<SessionRecord>({ prefix: SESSION_PREFIX })) {
+    yield { id: String(entry.key[1]), record: entry.value, versionstamp: entry.versionstamp };
+  }
 }
 
 /**
