@@ -111,6 +111,19 @@ class Cluster {
     this.logs.push(server.log);
   }
 
+  /**
+   * A client's failure, with the server's exit status and log when it died without being
+   * killed here (another process on the machine may have signalled it).
+   */
+  explain(err: unknown): unknown {
+    const server = this.#current;
+    if (server === null || server.exited === null) return err;
+    return new Error(
+      `the server exited by itself (${JSON.stringify(server.exited)}):\n${server.log}`,
+      { cause: err },
+    );
+  }
+
   /** After a failure: no more starts, waiting clients give up, a running server is killed. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -210,7 +223,7 @@ async function runClient(cluster: Cluster, c: ClientState, rng: Rng): Promise<vo
       } catch (err) {
         // The server this attempt used was killed: try again on the next one.
         if (cluster.generation !== generation) continue;
-        throw err;
+        throw cluster.explain(err);
       } finally {
         await s?.close();
       }
