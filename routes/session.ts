@@ -5,7 +5,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { HttpError } from "../src/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
-import { deleteSession, readSession } from "../src/store/sessions.ts";
+import { deleteSession, mayAccess, readSession } from "../src/store/sessions.ts";
 import {
   decodeBody,
   type InputItem,
@@ -17,6 +17,7 @@ import {
   writeEvent,
 } from "../src/stream/mod.ts";
 import { zValidator } from "@hono/zod-validator";
+import { requestKey } from "./_access.ts";
 import { limitBody, requireJson, validationHook } from "./_validate.ts";
 
 const StreamQuery = z.object({
@@ -58,8 +59,14 @@ function firstSeq(from: number | undefined, lastEventId: string | undefined): nu
   return Number(lastEventId) + 1;
 }
 
+/** What a request gets for a session that does not exist, or is another key's. */
+function noSession(id: string): HttpError {
+  return new HttpError(404, "not_found", `no session ${id}`);
+}
+
 /**
- * The session routes.
+ * The session routes. Behind access control, a session is its key's alone: to any other key it
+ * is missing (404), whatever the request, even while a request holds it.
  *
  * @param sessions the isolate's session manager
  * @returns a Hono sub-app to mount at /session
@@ -67,6 +74,17 @@ function firstSeq(from: number | undefined, lastEventId: string | undefined): nu
 export function sessionRoutes(sessions: SessionManager): Hono {
   const app = new Hono();
   const { limits, kv } = sessions.deps;
+
+  /**
+   * Refuses another key's session that a request holds in this isolate, before "busy" (409)
+   * could tell that it exists. (Sessions at rest are checked where they are read.)
+   */
+  const notHeldByAnother = async (id: string, key: string | undefined) => {
+    if (key === undefined || !sessions.busy(id)) return;
+    const held = sessions.active(id);
+    const owner = held !== undefined ? held.owner : (await readSession(kv, id))?.record.owner;
+    if (!mayAccess(owner, key)) throw noSession(id);
+  };
 
   app.post("/:id", zValidator("query", StreamQuery, validationHook), async (c) => {
     const id = validateSessionId(c.req.param("id"));
@@ -85,7 +103,9 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       throw new HttpError(413, "too_large", `the body is larger than ${limits.maxBodyBytes} bytes`);
     }
     const from = firstSeq(query.from, c.req.header("last-event-id"));
-    const runner = await sessions.open(id, { model: query.model, from });
+    const owner = requestKey(c);
+    await notHeldByAnother(id, owner);
+    const runner = await sessions.open(id, { model: query.model, from, owner });
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
     const wrongUse = runner.loaded.vocab === null
       ? `model ${runner.loaded.name} reads dense vectors; it is not served over text`
@@ -147,7 +167,9 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         );
       }
       if (opts.model !== undefined) validateModelName(opts.model);
-      const runner = await sessions.open(id, { model: opts.model });
+      const owner = requestKey(c);
+      await notHeldByAnother(id, owner);
+      const runner = await sessions.open(id, { model: opts.model, owner });
       const task = runner.loaded.model.meta.task;
       if (runner.loaded.model.meta.labels !== null || runner.loaded.vocab === null) {
         await sessions.close(runner, false);
@@ -217,10 +239,14 @@ export function sessionRoutes(sessions: SessionManager): Hono {
 
   app.get("/:id", async (c) => {
     const id = validateSessionId(c.req.param("id"));
+    const key = requestKey(c);
     const active = sessions.active(id);
-    if (active !== undefined) return c.json(active.info());
+    if (active !== undefined) {
+      if (!mayAccess(active.owner, key)) throw noSession(id);
+      return c.json(active.info());
+    }
     const stored = await readSession(kv, id);
-    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    if (stored === null || !mayAccess(stored.record.owner, key)) throw noSession(id);
     const r = stored.record;
     return c.json({
       id,
@@ -235,11 +261,13 @@ export function sessionRoutes(sessions: SessionManager): Hono {
 
   app.delete("/:id", async (c) => {
     const id = validateSessionId(c.req.param("id"));
+    const key = requestKey(c);
+    await notHeldByAnother(id, key);
     if (sessions.busy(id)) {
       throw new HttpError(409, "conflict", `session ${id} is busy with a request`);
     }
     const stored = await readSession(kv, id);
-    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    if (stored === null || !mayAccess(stored.record.owner, key)) throw noSession(id);
     await deleteSession(kv, id, stored.versionstamp);
     return c.body(null, 204);
   });

@@ -94,12 +94,24 @@ export class ReferenceRun {
   static async load(kvPath: string, name: string, version: number): Promise<ReferenceRun> {
     const kv = await Deno.openKv(kvPath);
     try {
-      const { model } = await loadModel(kv, name, version);
-      const stepper = simdAvailable() ? new SimdStepper(model.network) : new Stepper(model.network);
-      return new ReferenceRun(stepper, new CharVocab(model.meta.vocabulary!));
+      return await ReferenceRun.fromStore(kv, name, version);
     } finally {
       kv.close();
     }
+  }
+
+  /**
+   * {@linkcode ReferenceRun.load} from an open store.
+   *
+   * @param kv the store
+   * @param name the model name
+   * @param version the version
+   * @returns the reference
+   */
+  static async fromStore(kv: Deno.Kv, name: string, version: number): Promise<ReferenceRun> {
+    const { model } = await loadModel(kv, name, version);
+    const stepper = simdAvailable() ? new SimdStepper(model.network) : new Stepper(model.network);
+    return new ReferenceRun(stepper, new CharVocab(model.meta.vocabulary!));
   }
 
   /**

@@ -18,6 +18,29 @@ export interface SessionRecord {
   /** ISO 8601 times. */
   createdAt: string;
   updatedAt: string;
+  /**
+   * The name of the API key the session belongs to: the key that created it, or the first key
+   * that wrote to it. Absent for a session made while access control was off.
+   */
+  owner?: string;
+}
+
+/**
+ * Whether a request may see a session: always when it has no key (access control off) or the
+ * session has no owner (made while access control was off), else only with the owner's key.
+ *
+ * @param owner the session's owner
+ * @param key the name of the request's key
+ * @returns true when the session is the request's to read and write
+ * @example
+ * ```ts
+ * import { mayAccess } from "./sessions.ts";
+ * mayAccess("alice", "bob"); // false
+ * mayAccess(undefined, "bob"); // true
+ * ```
+ */
+export function mayAccess(owner: string | undefined, key: string | undefined): boolean {
+  return key === undefined || owner === undefined || owner === key;
 }
 
 /** A record and the versionstamp it was read (or written) at. */
