@@ -1,6 +1,7 @@
 // Edges of the session machinery: a failed request never becomes durable (not even on SIGTERM),
-// concurrent checkpoints of one runner do not conflict with each other, unknown model names do
-// not grow the model watches, and shapes refuse the wrong kind of request.
+// concurrent checkpoints of one runner do not conflict with each other, a client that leaves
+// before sending a token leaves nothing behind, unknown model names do not grow the model
+// watches, and shapes refuse the wrong kind of request.
 import assert from "node:assert/strict";
 import { createApp } from "../src/app.ts";
 import { readModelFile } from "../src/format/mod.ts";
@@ -8,6 +9,7 @@ import { ModelCache } from "../src/store/model_cache.ts";
 import { publishModel } from "../src/store/registry.ts";
 import { readSession } from "../src/store/sessions.ts";
 import { DEFAULT_LIMITS, InputError, SessionManager } from "../src/stream/mod.ts";
+import { ControlledBody } from "./_sse.ts";
 
 const FIXTURES = new URL("../fixtures/models/", import.meta.url);
 
@@ -79,6 +81,34 @@ Deno.test("two checkpoints of one runner at once: one write, no conflict", async
     await runner.apply({ text: " Ishmael" }, () => {});
     await Promise.all([runner.checkpoint(), sessions.close(runner)]);
     assert.equal((await readSession(kv, "c1"))!.record.seq, 15);
+  });
+});
+
+Deno.test("a client that goes away while the server waits for its body leaves nothing in KV", async () => {
+  // Cancelling the body's reader ends a read in progress as if the body were done; that must not
+  // be taken for the end of the input (a final checkpoint would store an empty session, after
+  // the session was already free).
+  await withStore(async (kv, models) => {
+    const sessions = manager(kv, models);
+    const app = createApp({ kv, models, sessions });
+    const body = new ControlledBody();
+    const res = await app.request("/session/quiet", {
+      method: "POST",
+      headers: { "content-type": "text/plain" },
+      body: body.stream,
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.getReader();
+    const first = reader.read(); // the server is now waiting for the body
+    await new Promise((r) => setTimeout(r, 10));
+    await reader.cancel();
+    await first;
+    for (let k = 0; k < 100 && sessions.busy("quiet"); k++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.equal(sessions.busy("quiet"), false);
+    await new Promise((r) => setTimeout(r, 20)); // a late write would land by now
+    assert.equal(await readSession(kv, "quiet"), null);
   });
 });
 

@@ -100,6 +100,9 @@ export function sessionBody(
           }
           return;
         }
+        // The client went away while the body was awaited (cancelling ends that read as if the
+        // body were done): the request's end, its checkpoint included, is onEnd's to make.
+        if (!open) return;
         try {
           if (next.done) {
             for (const event of await runner.finish()) emit(event);
