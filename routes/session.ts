@@ -4,12 +4,15 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { HttpError } from "../src/errors.ts";
+import { ConflictError } from "../src/store/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, mayAccess, readSession } from "../src/store/sessions.ts";
 import {
   decodeBody,
+  InputError,
   type InputItem,
   inputTypeOf,
+  type OpenOptions,
   sessionBody,
   type SessionEvent,
   type SessionManager,
@@ -39,12 +42,22 @@ const GenerateBody = z.object({
 /** A one-to-one request carries one token: its body is small. */
 const SINGLE_BODY_BYTES = 4096;
 
-/** Every token of a (small) decoded body: a text's characters, and token items as they are. */
+/**
+ * Every token of a (small) decoded body: a text's characters, and token items as they are.
+ *
+ * @throws {InputError} for a malformed body; HttpError 400 when the body could not be read to
+ *   its end (the connection broke): the client's doing, not the server's
+ */
 async function collectTokens(items: ReadableStream<InputItem>): Promise<string[]> {
   const tokens: string[] = [];
-  for await (const item of items) {
-    if ("token" in item) tokens.push(item.token);
-    else tokens.push(...item.text);
+  try {
+    for await (const item of items) {
+      if ("token" in item) tokens.push(item.token);
+      else tokens.push(...item.text);
+    }
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new HttpError(400, "bad_request", "the request body ended before it was complete");
   }
   return tokens;
 }
@@ -76,14 +89,25 @@ export function sessionRoutes(sessions: SessionManager): Hono {
   const { limits, kv } = sessions.deps;
 
   /**
-   * Refuses another key's session that a request holds in this isolate, before "busy" (409)
-   * could tell that it exists. (Sessions at rest are checked where they are read.)
+   * Throws 404 when the session is another key's: called before a 409 (busy, or a conflict
+   * found on opening) could tell that it exists. Sessions at rest are checked where they are
+   * read (SessionManager.open, and GET and DELETE here).
    */
-  const notHeldByAnother = async (id: string, key: string | undefined) => {
-    if (key === undefined || !sessions.busy(id)) return;
+  const assertVisible = async (id: string, key: string | undefined) => {
+    if (key === undefined) return;
     const held = sessions.active(id);
     const owner = held !== undefined ? held.owner : (await readSession(kv, id))?.record.owner;
     if (!mayAccess(owner, key)) throw noSession(id);
+  };
+
+  /** Opens a session for a request; a conflict is only told to the session's own key. */
+  const open = async (id: string, options: OpenOptions) => {
+    try {
+      return await sessions.open(id, options);
+    } catch (err) {
+      if (err instanceof ConflictError) await assertVisible(id, options.owner);
+      throw err;
+    }
   };
 
   app.post("/:id", zValidator("query", StreamQuery, validationHook), async (c) => {
@@ -103,9 +127,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       throw new HttpError(413, "too_large", `the body is larger than ${limits.maxBodyBytes} bytes`);
     }
     const from = firstSeq(query.from, c.req.header("last-event-id"));
-    const owner = requestKey(c);
-    await notHeldByAnother(id, owner);
-    const runner = await sessions.open(id, { model: query.model, from, owner });
+    const runner = await open(id, { model: query.model, from, owner: requestKey(c) });
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
     const wrongUse = runner.loaded.vocab === null
       ? `model ${runner.loaded.name} reads dense vectors; it is not served over text`
@@ -167,9 +189,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         );
       }
       if (opts.model !== undefined) validateModelName(opts.model);
-      const owner = requestKey(c);
-      await notHeldByAnother(id, owner);
-      const runner = await sessions.open(id, { model: opts.model, owner });
+      const runner = await open(id, { model: opts.model, owner: requestKey(c) });
       const task = runner.loaded.model.meta.task;
       if (runner.loaded.model.meta.labels !== null || runner.loaded.vocab === null) {
         await sessions.close(runner, false);
@@ -262,8 +282,8 @@ export function sessionRoutes(sessions: SessionManager): Hono {
   app.delete("/:id", async (c) => {
     const id = validateSessionId(c.req.param("id"));
     const key = requestKey(c);
-    await notHeldByAnother(id, key);
     if (sessions.busy(id)) {
+      await assertVisible(id, key);
       throw new HttpError(409, "conflict", `session ${id} is busy with a request`);
     }
     const stored = await readSession(kv, id);

@@ -1,7 +1,8 @@
 // Edges of the session machinery: a failed request never becomes durable (not even on SIGTERM),
 // concurrent checkpoints of one runner do not conflict with each other, a client that leaves
-// before sending a token leaves nothing behind, unknown model names do not grow the model
-// watches, and shapes refuse the wrong kind of request.
+// before sending a token leaves nothing behind, a body that breaks off or runs over is a 4xx and
+// is let go, unknown model names do not grow the model watches, and shapes refuse the wrong kind
+// of request.
 import assert from "node:assert/strict";
 import { createApp } from "../src/app.ts";
 import { readModelFile } from "../src/format/mod.ts";
@@ -109,6 +110,67 @@ Deno.test("a client that goes away while the server waits for its body leaves no
     assert.equal(sessions.busy("quiet"), false);
     await new Promise((r) => setTimeout(r, 20)); // a late write would land by now
     assert.equal(await readSession(kv, "quiet"), null);
+  });
+});
+
+Deno.test("a request body that breaks off or runs over is the client's error (4xx), and is let go", async (t) => {
+  await withStore(async (kv, models) => {
+    const app = createApp({ kv, models });
+    const enc = new TextEncoder();
+    /** A body that sends `first`, then fails as a dropped connection does. */
+    const breaking = (first: string) =>
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          c.enqueue(enc.encode(first));
+          c.error(new TypeError("error reading a body from connection"));
+        },
+      });
+    const code = async (res: Response) => [res.status, (await res.json()).error.code];
+
+    await t.step("one to one: a body cut before its end is 400, not 500", async () => {
+      const res = await app.request("/session/cut1?model=names-single", {
+        method: "POST",
+        headers: { "content-type": "text/plain" },
+        body: breaking("a"),
+      });
+      assert.deepEqual(await code(res), [400, "bad_request"]);
+      assert.equal(await readSession(kv, "cut1"), null);
+    });
+
+    await t.step("generate: options cut before their end are 400, not 500", async () => {
+      const res = await app.request("/session/cut2/generate", {
+        method: "POST",
+        headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+        body: breaking('{"max_tokens": 5'),
+      });
+      assert.deepEqual(await code(res), [400, "bad_request"]);
+      assert.equal(await readSession(kv, "cut2"), null);
+    });
+
+    await t.step(
+      "generate: streamed options over 64 KiB are 413, and the body is cancelled",
+      async () => {
+        // A body whose reader stays locked keeps Deno's connection open after the answer.
+        let cancelled = false;
+        let sent = 0;
+        const body = new ReadableStream<Uint8Array>({
+          pull(c) {
+            if (sent++ < 100) c.enqueue(new Uint8Array(4096).fill(0x20));
+          },
+          cancel() {
+            cancelled = true;
+          },
+        });
+        const res = await app.request("/session/big/generate", {
+          method: "POST",
+          headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+          body,
+        });
+        assert.deepEqual(await code(res), [413, "too_large"]);
+        assert.ok(cancelled, "the request body was let go");
+        assert.ok(sent < 100, `read ${sent} chunks of 4 KiB`);
+      },
+    );
   });
 });
 
