@@ -127,6 +127,29 @@ Deno.test("API_KEYS: name:sha256 pairs, refused with a message that never repeat
   assert.throws(() => parseApiKeys(`a:${hash},b:${hash}`), /same key hash twice/);
 });
 
+Deno.test("deno task apikey NAME prints a new key and the API_KEYS entry that accepts it", async () => {
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "src/cli/apikey.ts", ...args],
+      cwd: new URL("../", import.meta.url).pathname,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  const out = await run("alice");
+  assert.ok(out.success);
+  const m = /^key: +(erk_[A-Za-z0-9_-]{43})\nAPI_KEYS: +(alice:[0-9a-f]{64})\n$/.exec(
+    new TextDecoder().decode(out.stdout),
+  );
+  assert.ok(m !== null, new TextDecoder().decode(out.stdout));
+  const [key] = parseApiKeys(m[2]);
+  assert.equal(key.sha256, await sha256Hex(m[1]));
+  const other = await run("alice");
+  assert.ok(!new TextDecoder().decode(other.stdout).includes(m[1]), "a new key every time");
+  const bad = await run("no/slash");
+  assert.equal(bad.code, 2);
+  assert.match(new TextDecoder().decode(bad.stderr), /Usage: deno task apikey NAME/);
+});
+
 Deno.test("loadConfig(): access control is off by default; limits and keys from the environment", () => {
   const env = (vars: Record<string, string>) => (name: string) => vars[name];
   const off = loadConfig(env({}));
