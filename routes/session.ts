@@ -4,14 +4,17 @@ import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { HttpError } from "../src/errors.ts";
+import { ConflictError } from "../src/store/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
-import { deleteSession, readSession } from "../src/store/sessions.ts";
+import { deleteSession, mayAccess, readSession } from "../src/store/sessions.ts";
 import {
   BodyDecoder,
   decodeBody,
   eventWithHidden,
+  InputError,
   type InputItem,
   inputTypeOf,
+  type OpenOptions,
   sessionBody,
   type SessionEvent,
   type SessionManager,
@@ -19,6 +22,7 @@ import {
   writeEvent,
 } from "../src/stream/mod.ts";
 import { zValidator } from "@hono/zod-validator";
+import { requestKey } from "./_access.ts";
 import { limitBody, requireJson, validationHook } from "./_validate.ts";
 
 /** A yes/no query option: "1" or "0" (absent: "0"). */
@@ -45,12 +49,22 @@ const GenerateBody = z.object({
 /** A one-to-one request carries one token: its body is small. */
 const SINGLE_BODY_BYTES = 4096;
 
-/** Every token of a (small) decoded body: a text's characters, and token items as they are. */
+/**
+ * Every token of a (small) decoded body: a text's characters, and token items as they are.
+ *
+ * @throws {InputError} for a malformed body; HttpError 400 when the body could not be read to
+ *   its end (the connection broke): the client's doing, not the server's
+ */
 async function collectTokens(items: ReadableStream<InputItem>): Promise<string[]> {
   const tokens: string[] = [];
-  for await (const item of items) {
-    if ("token" in item) tokens.push(item.token);
-    else tokens.push(...item.text);
+  try {
+    for await (const item of items) {
+      if ("token" in item) tokens.push(item.token);
+      else tokens.push(...item.text);
+    }
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new HttpError(400, "bad_request", "the request body ended before it was complete");
   }
   return tokens;
 }
@@ -65,8 +79,14 @@ function firstSeq(from: number | undefined, lastEventId: string | undefined): nu
   return Number(lastEventId) + 1;
 }
 
+/** What a request gets for a session that does not exist, or is another key's. */
+function noSession(id: string): HttpError {
+  return new HttpError(404, "not_found", `no session ${id}`);
+}
+
 /**
- * The session routes.
+ * The session routes. Behind access control, a session is its key's alone: to any other key it
+ * is missing (404), whatever the request, even while a request holds it.
  *
  * @param sessions the isolate's session manager
  * @returns a Hono sub-app to mount at /session
@@ -74,6 +94,28 @@ function firstSeq(from: number | undefined, lastEventId: string | undefined): nu
 export function sessionRoutes(sessions: SessionManager): Hono {
   const app = new Hono();
   const { limits, kv } = sessions.deps;
+
+  /**
+   * Throws 404 when the session is another key's: called before a 409 (busy, or a conflict
+   * found on opening) could tell that it exists. Sessions at rest are checked where they are
+   * read (SessionManager.open, and GET and DELETE here).
+   */
+  const assertVisible = async (id: string, key: string | undefined) => {
+    if (key === undefined) return;
+    const held = sessions.active(id);
+    const owner = held !== undefined ? held.owner : (await readSession(kv, id))?.record.owner;
+    if (!mayAccess(owner, key)) throw noSession(id);
+  };
+
+  /** Opens a session for a request; a conflict is only told to the session's own key. */
+  const open = async (id: string, options: OpenOptions) => {
+    try {
+      return await sessions.open(id, options);
+    } catch (err) {
+      if (err instanceof ConflictError) await assertVisible(id, options.owner);
+      throw err;
+    }
+  };
 
   app.post("/:id", zValidator("query", StreamQuery, validationHook), async (c) => {
     const id = validateSessionId(c.req.param("id"));
@@ -92,7 +134,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       throw new HttpError(413, "too_large", `the body is larger than ${limits.maxBodyBytes} bytes`);
     }
     const from = firstSeq(query.from, c.req.header("last-event-id"));
-    const runner = await sessions.open(id, { model: query.model, from });
+    const runner = await open(id, { model: query.model, from, owner: requestKey(c) });
     runner.includeHidden = query.hidden === "1";
     const body = c.req.raw.body ?? new ReadableStream<Uint8Array>({ start: (ctl) => ctl.close() });
     const wrongUse = runner.loaded.vocab === null
@@ -156,7 +198,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         );
       }
       if (opts.model !== undefined) validateModelName(opts.model);
-      const runner = await sessions.open(id, { model: opts.model });
+      const runner = await open(id, { model: opts.model, owner: requestKey(c) });
       const task = runner.loaded.model.meta.task;
       if (runner.loaded.model.meta.labels !== null || runner.loaded.vocab === null) {
         await sessions.close(runner, false);
@@ -235,10 +277,14 @@ export function sessionRoutes(sessions: SessionManager): Hono {
 
   app.get("/:id", async (c) => {
     const id = validateSessionId(c.req.param("id"));
+    const key = requestKey(c);
     const active = sessions.active(id);
-    if (active !== undefined) return c.json(active.info());
+    if (active !== undefined) {
+      if (!mayAccess(active.owner, key)) throw noSession(id);
+      return c.json(active.info());
+    }
     const stored = await readSession(kv, id);
-    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    if (stored === null || !mayAccess(stored.record.owner, key)) throw noSession(id);
     const r = stored.record;
     return c.json({
       id,
@@ -253,11 +299,13 @@ export function sessionRoutes(sessions: SessionManager): Hono {
 
   app.delete("/:id", async (c) => {
     const id = validateSessionId(c.req.param("id"));
+    const key = requestKey(c);
     if (sessions.busy(id)) {
+      await assertVisible(id, key);
       throw new HttpError(409, "conflict", `session ${id} is busy with a request`);
     }
     const stored = await readSession(kv, id);
-    if (stored === null) throw new HttpError(404, "not_found", `no session ${id}`);
+    if (stored === null || !mayAccess(stored.record.owner, key)) throw noSession(id);
     await deleteSession(kv, id, stored.versionstamp);
     return c.body(null, 204);
   });

@@ -1,4 +1,5 @@
 // Server configuration from environment variables, the same locally and on Deno Deploy.
+import { type ApiKey, DEFAULT_RATE_LIMITS, parseApiKeys, type RateLimits } from "./access/mod.ts";
 import { validateModelName } from "./store/keys.ts";
 import { DEFAULT_LIMITS, type Limits } from "./stream/session.ts";
 
@@ -22,7 +23,21 @@ export interface ServerConfig {
   defaultModel: string;
   /** The limits; each has an environment variable (see {@linkcode LIMIT_ENV}). */
   limits: Limits;
+  /** Access control: off (no keys) unless `API_KEYS` is set. */
+  access: {
+    /** `API_KEYS`: comma-separated `name:sha256` pairs. */
+    keys: ApiKey[];
+    /** Per key: `RATE_LIMIT_RPS` (20), `RATE_LIMIT_BURST` (40), `MAX_STREAMS_PER_KEY` (32). */
+    limits: RateLimits;
+  };
 }
+
+/** Environment variable of each per-key limit. */
+export const RATE_LIMIT_ENV = {
+  ratePerSecond: "RATE_LIMIT_RPS",
+  burst: "RATE_LIMIT_BURST",
+  maxStreams: "MAX_STREAMS_PER_KEY",
+} as const satisfies Record<keyof RateLimits, string>;
 
 /** Environment variable of each limit, with its unit. */
 export const LIMIT_ENV = {
@@ -41,7 +56,8 @@ export const LIMIT_ENV = {
  * @param env a variable lookup (Deno.env.get by default)
  * @returns the configuration
  * @throws {RangeError} naming a variable whose value is not a positive number (a whole number
- *   for counts), an empty HOST; InvalidNameError for a DEFAULT_MODEL that cannot be a model name
+ *   for counts), an empty HOST, a malformed API_KEYS; InvalidNameError for a DEFAULT_MODEL that
+ *   cannot be a model name
  * @example
  * ```ts
  * import { loadConfig } from "./config.ts";
@@ -77,6 +93,14 @@ export function loadConfig(
   if (!Number.isInteger(workers) || workers > 64) {
     throw new RangeError(`WORKERS must be a whole number from 1 to 64, not ${env("WORKERS")}`);
   }
+  const rateLimits = { ...DEFAULT_RATE_LIMITS };
+  for (const [field, name] of Object.entries(RATE_LIMIT_ENV)) {
+    const key = field as keyof RateLimits;
+    rateLimits[key] = positive(name, DEFAULT_RATE_LIMITS[key]);
+  }
+  if (!Number.isInteger(rateLimits.burst) || !Number.isInteger(rateLimits.maxStreams)) {
+    throw new RangeError("RATE_LIMIT_BURST and MAX_STREAMS_PER_KEY must be whole numbers");
+  }
   return {
     port: positive("PORT", 8000),
     host,
@@ -84,5 +108,6 @@ export function loadConfig(
     kvPath: env("KV_PATH") || (onDeploy ? undefined : "./data/kv.sqlite3"),
     defaultModel: validateModelName(env("DEFAULT_MODEL") ?? "moby"),
     limits,
+    access: { keys: parseApiKeys(env("API_KEYS")), limits: rateLimits },
   };
 }

@@ -13,7 +13,7 @@ import {
 /** An error with an HTTP status and a machine-readable code, raised where input enters. */
 export class HttpError extends Error {
   override name = "HttpError";
-  readonly status: 400 | 404 | 409 | 413 | 415 | 429 | 500 | 503;
+  readonly status: 400 | 401 | 404 | 409 | 413 | 415 | 429 | 500 | 503;
   readonly code: string;
 
   /**
@@ -50,8 +50,10 @@ export interface ErrorInfo {
 export function errorInfo(err: unknown): ErrorInfo {
   if (err instanceof HttpError) return { status: err.status, code: err.code, message: err.message };
   if (err instanceof HTTPException) {
-    const status = ([400, 404, 409, 413, 415, 429] as const).find((s) => s === err.status) ?? 400;
-    return { status, code: status === 413 ? "too_large" : "bad_request", message: err.message };
+    const status = ([400, 401, 404, 409, 413, 415, 429] as const).find((s) => s === err.status) ??
+      400;
+    const code = status === 413 ? "too_large" : status === 401 ? "unauthorized" : "bad_request";
+    return { status, code, message: err.message };
   }
   if (err instanceof InputError) {
     return { status: err.code === "too_large" ? 413 : 400, code: err.code, message: err.message };

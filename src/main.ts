@@ -86,7 +86,14 @@ export const sessions = new SessionManager({
 });
 
 /** The app. */
-export const app = createApp({ kv, models, sessions });
+export const app = createApp({ kv, models, sessions, access: config.access });
+if (config.access.keys.length > 0) {
+  console.error(
+    `access control: ${config.access.keys.length} API key(s) (${
+      config.access.keys.map((k) => k.name).join(", ")
+    })`,
+  );
+}
 
 /**
  * More work for {@linkcode shutdown}: each hook checkpoints the open sessions of another isolate

@@ -31,7 +31,7 @@ Deno.serve({
   reusePort: workers > 1,
   onListen: (addr) =>
     console.error(
-      `listening on http://${addr.hostname}:${addr.port}/` +
+      `Listening on http://${addr.hostname}:${addr.port}/` +
         (workers > 1 ? ` with ${workers} isolates` : ""),
     ),
 }, handler.fetch);

@@ -157,7 +157,9 @@ export class ServerProcess {
       try {
         const res = await fetch(`${server.base}/healthz`, { signal: AbortSignal.timeout(1000) });
         await res.body?.cancel();
-        if (res.ok) return server;
+        // The log must say so too: then what the server printed before it listened (seeding)
+        // is in the log, and the answer came from this process, not another on the port.
+        if (res.ok && server.log.includes(`Listening on ${server.base}/`)) return server;
       } catch {
         // not listening yet
       }

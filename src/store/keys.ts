@@ -167,3 +167,6 @@ export function validateSessionId(id: unknown): string {
 export function sessionKey(id: string) {
   return ["session", id] as const;
 }
+
+/** The prefix of every session's key: listing it lists the sessions. */
+export const SESSION_PREFIX = ["session"] as const;

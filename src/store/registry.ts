@@ -680,7 +680,31 @@ async function resolveManifest(
   if (manifest.value === null) {
     throw new IntegrityError(`model "${name}" v${wanted}: the manifest is missing`);
   }
-  return manifest.value;
+  return checkManifest(manifest.value, name, wanted);
+}
+
+/**
+ * A stored manifest, checked against the key it was read from before anything is read by it: it
+ * must name this model and version (one copied from another version would otherwise load that
+ * version's weights under this version's number) and describe its file with a SHA-256 and
+ * sizes that agree.
+ */
+function checkManifest(value: unknown, name: string, version: number): ModelManifest {
+  const where = `model "${name}" v${version}`;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new IntegrityError(`${where}: the manifest is corrupt: it is not an object`);
+  }
+  const m = value as Partial<ModelManifest>;
+  if (m.name !== name || m.version !== version) {
+    throw new IntegrityError(
+      `${where}: the manifest is corrupt: it describes model ${JSON.stringify(m.name)} ` +
+        `v${JSON.stringify(m.version)}`,
+    );
+  }
+  if (typeof m.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(m.sha256)) {
+    throw new IntegrityError(`${where}: the manifest is corrupt: its sha256 is not a SHA-256`);
+  }
+  return m as ModelManifest;
 }
 
 /**

@@ -1,7 +1,7 @@
 // A session's durable state in Deno KV: one value under ["session", id], written only with a
 // versionstamp check so that two writers can never silently overwrite each other.
 import { ConflictError } from "./errors.ts";
-import { sessionKey } from "./keys.ts";
+import { SESSION_PREFIX, sessionKey } from "./keys.ts";
 
 /** What KV holds for one session. */
 export interface SessionRecord {
@@ -18,6 +18,29 @@ export interface SessionRecord {
   /** ISO 8601 times. */
   createdAt: string;
   updatedAt: string;
+  /**
+   * The name of the API key the session belongs to: the key that created it, or the first key
+   * that wrote to it. Absent for a session made while access control was off.
+   */
+  owner?: string;
+}
+
+/**
+ * Whether a request may see a session: always when it has no key (access control off) or the
+ * session has no owner (made while access control was off), else only with the owner's key.
+ *
+ * @param owner the session's owner
+ * @param key the name of the request's key
+ * @returns true when the session is the request's to read and write
+ * @example
+ * ```ts
+ * import { mayAccess } from "./sessions.ts";
+ * mayAccess("alice", "bob"); // false
+ * mayAccess(undefined, "bob"); // true
+ * ```
+ */
+export function mayAccess(owner: string | undefined, key: string | undefined): boolean {
+  return key === undefined || owner === undefined || owner === key;
 }
 
 /** A record and the versionstamp it was read (or written) at. */
@@ -38,6 +61,21 @@ export async function readSession(kv: Deno.Kv, id: string): Promise<StoredSessio
   const entry = await kv.get<SessionRecord>(sessionKey(id));
   if (entry.versionstamp === null || entry.value === null) return null;
   return { record: entry.value, versionstamp: entry.versionstamp };
+}
+
+/**
+ * Every stored session, in id order (for tools and tests that inspect a store; serving reads
+ * one session at a time).
+ *
+ * @param kv the store
+ * @returns the ids with their records and versionstamps
+ */
+export async function* listSessions(
+  kv: Deno.Kv,
+): AsyncGenerator<{ id: string } & StoredSession> {
+  for await (const entry of kv.list<SessionRecord>({ prefix: SESSION_PREFIX })) {
+    yield { id: String(entry.key[1]), record: entry.value, versionstamp: entry.versionstamp };
+  }
 }
 
 /**

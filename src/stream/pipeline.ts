@@ -115,6 +115,9 @@ export function sessionBody(
           finish("aborted");
           return;
         }
+        // The client went away while the body was awaited (cancelling ends that read as if the
+        // body were done): the request's end, its checkpoint included, is onEnd's to make.
+        if (!open) return;
         try {
           if (chunk.done) {
             ended = true;

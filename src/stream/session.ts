@@ -8,6 +8,7 @@ import { ConflictError, NotFoundError, TooLargeError } from "../store/errors.ts"
 import type { LoadedModel, ModelCache } from "../store/model_cache.ts";
 import {
   bytesToState,
+  mayAccess,
   readSession,
   type SessionRecord,
   stateToBytes,
@@ -101,6 +102,8 @@ export interface OpenOptions {
   model?: string;
   /** Seq of the first token in this request's body (`?from=`, or Last-Event-ID + 1). */
   from?: number;
+  /** The request's API key name: a new session belongs to it; another key's is not found. */
+  owner?: string;
 }
 
 /** A public view of a session (GET /session/:id). */
@@ -169,6 +172,11 @@ export class SessionRunner {
   /** The seq that is safe in KV. */
   get durableSeq(): number {
     return this.#durable;
+  }
+
+  /** The name of the API key the session belongs to, if any. */
+  get owner(): string | undefined {
+    return this.#record.owner;
   }
 
   /** Public view, counting tokens applied in memory but not yet checkpointed. */
@@ -634,6 +642,12 @@ export class SessionManager {
     let record: SessionRecord;
     if (stored !== null) {
       record = stored.record;
+      // Another key's session is missing, as far as this request can tell.
+      if (!mayAccess(record.owner, options.owner)) throw new NotFoundError(`no session ${id}`);
+      // A session made while access control was off goes to the first key that writes it.
+      if (record.owner === undefined && options.owner !== undefined) {
+        record = { ...record, owner: options.owner };
+      }
       if (options.model !== undefined && options.model !== record.model) {
         throw new ConflictError(`session ${id} runs model ${record.model}, not ${options.model}`);
       }
@@ -667,6 +681,7 @@ export class SessionManager {
         createdAt: now,
         updatedAt: now,
       };
+      if (options.owner !== undefined) record.owner = options.owner;
     }
     let skip = 0;
     if (options.from !== undefined) {
