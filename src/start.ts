@@ -20,8 +20,15 @@ for (let k = 1; k < workers; k++) {
   shutdownHooks.push(async () => {
     const reply = next();
     worker.postMessage("shutdown" satisfies ToWorker);
-    const message = await reply;
-    return "checkpointed" in message ? message.checkpointed : { written: 0, failed: 0 };
+    // A worker that does not answer (it died) must not keep the process from ending.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const silent = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), 10_000));
+    const message = await Promise.race([reply, silent]);
+    clearTimeout(timer);
+    if (message === null) console.error(`isolate ${k} did not answer the shutdown in 10 s`);
+    return message !== null && "checkpointed" in message
+      ? message.checkpointed
+      : { written: 0, failed: 0 };
   });
 }
 await Promise.all(listening);
