@@ -26,21 +26,14 @@ const SCALE = 10 ** HIDDEN_DECIMALS;
  * ```
  */
 export function hiddenJson(state: FloatArray, units: number): string {
-  if (units > state.length) {
-    throw new RangeError(`the state has ${state.length} values, not ${units}`);
-  }
-  let json = "[";
-  for (let j = 0; j < units; j++) {
-    const v = Math.round(state[j] * SCALE) / SCALE;
-    // JSON has no NaN or infinities; -0 is written "0" by String().
-    json += `${j > 0 ? "," : ""}${Number.isFinite(v) ? String(v) : "null"}`;
-  }
-  return json + "]";
+  // JSON writes -0 as "0" and the nulls as null.
+  return JSON.stringify(hiddenValues(state, units));
 }
 
 /**
- * The same values as {@linkcode hiddenJson}, as numbers (null where not finite), for events
- * made as objects.
+ * The hidden state h_t of every layer as numbers rounded to {@linkcode HIDDEN_DECIMALS}
+ * decimals (null where not finite), for events made as objects; {@linkcode hiddenJson} writes
+ * them as JSON.
  *
  * @param state a session's state (S, L, H)
  * @param units how many values: L·H
