@@ -8,7 +8,6 @@ import { ConflictError } from "../src/store/errors.ts";
 import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, mayAccess, readSession } from "../src/store/sessions.ts";
 import {
-  BodyDecoder,
   decodeBody,
   eventWithHidden,
   InputError,
@@ -170,7 +169,8 @@ export function sessionRoutes(sessions: SessionManager): Hono {
     }
     const events = sessionBody(
       body,
-      new BodyDecoder(type, limits.maxBodyBytes),
+      type,
+      limits.maxBodyBytes,
       runner,
       limits.keepAliveMs,
       () => {

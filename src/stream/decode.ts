@@ -124,29 +124,30 @@ function itemOf(value: unknown, where: string): InputItem {
  * ```ts
  * import { BodyDecoder } from "./decode.ts";
  * const items: unknown[] = [];
- * const decoder = new BodyDecoder("application/x-ndjson", 1024);
- * decoder.push(new TextEncoder().encode('{"text":"ab"}\n{"tok'), (i) => items.push(i));
- * decoder.push(new TextEncoder().encode('en":"c"}'), (i) => items.push(i));
- * decoder.end((i) => items.push(i)); // items: [{ text: "ab" }, { token: "c" }]
+ * const decoder = new BodyDecoder("application/x-ndjson", 1024, (i) => items.push(i));
+ * decoder.push(new TextEncoder().encode('{"text":"ab"}\n{"tok'));
+ * decoder.push(new TextEncoder().encode('en":"c"}'));
+ * decoder.end(); // items: [{ text: "ab" }, { token: "c" }]
  * ```
  */
 export class BodyDecoder {
   readonly #text: BodyText;
-  readonly #parse: (piece: string, emit: (item: InputItem) => void) => void;
-  readonly #end: (emit: (item: InputItem) => void) => void = () => {};
+  readonly #parse: (piece: string) => void;
+  readonly #end: () => void = () => {};
 
   /**
    * @param type the body's input type
    * @param maxBytes the largest body accepted
+   * @param emit receives each item as it is completed
    */
-  constructor(type: InputType, maxBytes: number) {
+  constructor(type: InputType, maxBytes: number, emit: (item: InputItem) => void) {
     this.#text = new BodyText(maxBytes);
     if (type === "text/plain") {
-      this.#parse = (piece, emit) => emit({ text: piece });
+      this.#parse = (piece) => emit({ text: piece });
     } else if (type === "application/x-ndjson") {
       const lines = new Lines();
       let line = 0;
-      const item = (emit: (item: InputItem) => void) => (raw: string) => {
+      const item = (raw: string) => {
         line++;
         if (raw.trim() === "") return;
         let value: unknown;
@@ -157,11 +158,10 @@ export class BodyDecoder {
         }
         emit(itemOf(value, `line ${line}`));
       };
-      this.#parse = (piece, emit) => lines.push(piece, item(emit));
-      this.#end = (emit) => lines.end(item(emit));
+      this.#parse = (piece) => lines.push(piece, item);
+      this.#end = () => lines.end(item);
     } else {
       let n = 0;
-      let out: (item: InputItem) => void = () => {};
       const parser = createParser({
         onEvent(event) {
           n++;
@@ -175,7 +175,7 @@ export class BodyDecoder {
               value = undefined;
             }
           }
-          out(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
+          emit(value === undefined ? { text: data } : itemOf(value, `event ${n}`));
         },
         onError(error) {
           // The parser is unusable after this one; the others (a bad field line) are ignored.
@@ -184,36 +184,31 @@ export class BodyDecoder {
           }
         },
       });
-      this.#parse = (piece, emit) => {
-        out = emit;
-        parser.feed(piece);
-      };
+      this.#parse = (piece) => parser.feed(piece);
       // An event not ended by a blank line when the body ends is dropped, as EventSource does.
     }
   }
 
   /**
-   * Decodes the next chunk.
+   * Decodes the next chunk; the items it completes go to `emit`.
    *
    * @param chunk bytes of the body
-   * @param emit receives the items it completes
    * @throws {InputError} for bad input
    */
-  push(chunk: Uint8Array, emit: (item: InputItem) => void): void {
+  push(chunk: Uint8Array): void {
     const piece = this.#text.decode(chunk);
-    if (piece !== "") this.#parse(piece, emit);
+    if (piece !== "") this.#parse(piece);
   }
 
   /**
-   * Ends the body: what was left over.
+   * Ends the body: the last items go to `emit`.
    *
-   * @param emit receives the last items
    * @throws {InputError} for bad input
    */
-  end(emit: (item: InputItem) => void): void {
+  end(): void {
     const piece = this.#text.decode();
-    if (piece !== "") this.#parse(piece, emit);
-    this.#end(emit);
+    if (piece !== "") this.#parse(piece);
+    this.#end();
   }
 }
 
@@ -231,14 +226,17 @@ export function decodeBody(
   type: InputType,
   maxBytes: number,
 ): ReadableStream<InputItem> {
-  const decoder = new BodyDecoder(type, maxBytes);
+  let decoder!: BodyDecoder;
   return body.pipeThrough(
     new TransformStream<Uint8Array, InputItem>({
-      transform(chunk, controller) {
-        decoder.push(chunk, (item) => controller.enqueue(item));
+      start(controller) {
+        decoder = new BodyDecoder(type, maxBytes, (item) => controller.enqueue(item));
       },
-      flush(controller) {
-        decoder.end((item) => controller.enqueue(item));
+      transform(chunk) {
+        decoder.push(chunk);
+      },
+      flush() {
+        decoder.end();
       },
     }),
   );

@@ -2,7 +2,7 @@
 // bytes, as one Web Stream stage from the request body to the response body, so a slow client
 // slows the model down (backpressure) and a token's output leaves as soon as it is applied.
 import type { SSEStreamingApi } from "hono/streaming";
-import type { BodyDecoder, InputItem } from "./decode.ts";
+import { BodyDecoder, type InputItem, type InputType } from "./decode.ts";
 import { FrameBuffer, frameEvent } from "./frames.ts";
 import type { SessionEvent, SessionRunner } from "./session.ts";
 
@@ -28,7 +28,8 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
  * holds: the body is read only when the response asks for more.
  *
  * @param body the request body
- * @param decoder the decoder for its content type
+ * @param type its content type
+ * @param maxBytes the largest body accepted
  * @param runner the session, held for this request
  * @param keepAliveMs quiet time before a keep-alive comment
  * @param onEnd called once when the stream has ended, for any reason ("aborted" when the client
@@ -37,7 +38,8 @@ export const SSE_HEADERS: Readonly<Record<string, string>> = {
  */
 export function sessionBody(
   body: ReadableStream<Uint8Array>,
-  decoder: BodyDecoder,
+  type: InputType,
+  maxBytes: number,
   runner: SessionRunner,
   keepAliveMs: number,
   onEnd: (end: "done" | "aborted") => void,
@@ -74,7 +76,7 @@ export function sessionBody(
   };
   // Items decoded from the body and not applied yet; a decoding fault waits behind them.
   const items: InputItem[] = [];
-  const push = (item: InputItem) => items.push(item);
+  const decoder = new BodyDecoder(type, maxBytes, (item) => items.push(item));
   let next = 0;
   let ended = false;
   let fault: unknown = null;
@@ -121,8 +123,8 @@ export function sessionBody(
         try {
           if (chunk.done) {
             ended = true;
-            decoder.end(push);
-          } else decoder.push(chunk.value, push);
+            decoder.end();
+          } else decoder.push(chunk.value);
         } catch (err) {
           fault = err;
         }
