@@ -441,6 +441,14 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
     lines.push(line);
     await Deno.writeTextFile(metricsPath, JSON.stringify(line) + "\n", { append: true });
   };
+  /** Logs an evaluation as this step's validation line. */
+  const appendEval = (ev: EvalResult) =>
+    append({
+      step,
+      tokens,
+      val_loss: ev.loss,
+      ...(ev.accuracy === null ? {} : { val_accuracy: ev.accuracy }),
+    });
   const budgetFraction = () =>
     Math.max(
       config.steps !== null ? step / config.steps : 0,
@@ -493,12 +501,7 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
       if (step % config.evalEvery === 0) {
         const ev = evaluate(false);
         lastVal = ev.loss;
-        await append({
-          step,
-          tokens,
-          val_loss: ev.loss,
-          ...(ev.accuracy === null ? {} : { val_accuracy: ev.accuracy }),
-        });
+        await appendEval(ev);
         await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
         io.log(`step ${step}: ${describeEval(ev, config.task)}`);
       }
@@ -541,12 +544,7 @@ export async function runTraining(config: TrainConfig, io: RunIo): Promise<RunRe
   // The last periodic evaluation may already be this step's; log each step's loss once.
   const logged = lines.at(-1);
   if (!interrupted && !(logged?.step === step && logged.val_loss !== undefined)) {
-    await append({
-      step,
-      tokens,
-      val_loss: final.loss,
-      ...(final.accuracy === null ? {} : { val_accuracy: final.accuracy }),
-    });
+    await appendEval(final);
   }
   await writePlot(io.runDir, lines, `${corpus.name}: ${config.cell} H=${config.hidden}`);
   const trainCurve = curves(lines).train;
