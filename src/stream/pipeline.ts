@@ -44,7 +44,7 @@ export function sessionBody(
   keepAliveMs: number,
   onEnd: (end: "done" | "aborted") => void,
 ): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
+  const reader = new BodyReader(body);
   let open = true;
   let last = Date.now();
   let controller!: ReadableStreamDefaultController<Uint8Array>;
@@ -107,7 +107,7 @@ export function sessionBody(
           reader.cancel().catch(() => {});
           return;
         }
-        let chunk: ReadableStreamReadResult<Uint8Array>;
+        let chunk: Uint8Array | null;
         try {
           chunk = await reader.read();
         } catch {
@@ -121,10 +121,10 @@ export function sessionBody(
         // body were done): the request's end, its checkpoint included, is onEnd's to make.
         if (!open) return;
         try {
-          if (chunk.done) {
+          if (chunk === null) {
             ended = true;
             decoder.end();
-          } else decoder.push(chunk.value);
+          } else decoder.push(chunk);
         } catch (err) {
           fault = err;
         }
@@ -136,6 +136,57 @@ export function sessionBody(
       return reader.cancel(reason);
     },
   }, { highWaterMark: 0 });
+}
+
+/** Bytes a session's body is read into at a time (see {@linkcode BodyReader}). */
+export const READ_BYTES = 16 * 1024;
+
+/**
+ * Reads a request body chunk by chunk into one buffer of its own, reused from read to read.
+ * A streamed request body in Deno.serve is a byte stream, whose default reader allocates a
+ * fresh 64 KiB buffer for every read however few bytes arrived: for a client writing ten
+ * characters at a time that is 64 KiB of garbage per write, and the collector's work grows
+ * with it. A bring-your-own-buffer reader fills the same memory each time. A body that is not
+ * a byte stream (one that had arrived whole, or one wrapped by middleware) is read as it is.
+ */
+export class BodyReader {
+  readonly #byob: ReadableStreamBYOBReader | null;
+  readonly #plain: ReadableStreamDefaultReader<Uint8Array> | null;
+  #buffer: Uint8Array<ArrayBuffer> | null;
+
+  constructor(body: ReadableStream<Uint8Array>) {
+    let byob: ReadableStreamBYOBReader | null = null;
+    try {
+      byob = body.getReader({ mode: "byob" });
+    } catch {
+      // not a byte stream
+    }
+    this.#byob = byob;
+    this.#plain = byob === null ? body.getReader() : null;
+    this.#buffer = byob === null ? null : new Uint8Array(READ_BYTES);
+  }
+
+  /**
+   * The next chunk, valid only until the next read (its memory is filled again then).
+   *
+   * @returns the bytes, or null at the end of the body
+   */
+  async read(): Promise<Uint8Array | null> {
+    if (this.#plain !== null) {
+      const r = await this.#plain.read();
+      return r.done ? null : r.value;
+    }
+    const r = await this.#byob!.read(this.#buffer!);
+    if (r.done) return null;
+    // The read took the buffer over; its memory comes back as the chunk's.
+    this.#buffer = new Uint8Array(r.value.buffer);
+    return r.value;
+  }
+
+  /** Cancels the body. */
+  cancel(reason?: unknown): Promise<void> {
+    return (this.#byob ?? this.#plain)!.cancel(reason);
+  }
 }
 
 /**
