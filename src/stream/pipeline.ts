@@ -102,6 +102,8 @@ export function sessionBody(
             return;
           }
         } catch (err) {
+          // The error event says where the session durably stands: after any checkpoint in flight.
+          await runner.settled();
           out.event(runner.fail(err));
           end();
           reader.cancel().catch(() => {});

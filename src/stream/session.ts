@@ -139,6 +139,9 @@ export class SessionRunner {
   #failed = false;
   #inflight: Promise<void> = Promise.resolve();
   #writing: Promise<void> = Promise.resolve();
+  #behind: Promise<void> | null = null; // a checkpoint apply started and does not wait for
+  #fault: unknown = null; // how that checkpoint failed
+  #taken = 0; // the seq of the last checkpoint apply started
   /** Add the hidden state (`"h"`, see hidden_state.ts) to each step event. @default false */
   includeHidden = false;
 
@@ -254,16 +257,46 @@ export class SessionRunner {
           `a request may apply at most ${limits.maxTokensPerRequest} tokens`,
         );
       }
-      // A run ends at the next checkpoint, so the checkpoint is written between tokens.
-      const untilCheckpoint = Math.max(1, limits.checkpointEvery - (this.#seq - this.#durable));
+      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens:
+      // checkpointEvery tokens after the last one taken (landed or not).
+      const since = () => this.#seq - Math.max(this.#durable, this.#taken);
+      const untilCheckpoint = Math.max(1, limits.checkpointEvery - since());
       const end = pos + Math.min(ids.length - pos, allowed, untilCheckpoint);
       const applied = await batcher.run(this.state, ids, pos, end, onStep, cancelled);
       pos += applied;
       this.#applied += applied;
-      if (this.#seq - this.#durable >= limits.checkpointEvery) {
-        out.event(await this.checkpoint());
-      }
+      if (since() >= limits.checkpointEvery) await this.#checkpointBehind(out);
     }
+    if (this.#fault !== null) throw this.#fault;
+  }
+
+  /**
+   * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
+   * KV commits it, and its `checkpoint` event is written when it has landed (so it may follow a
+   * few `step` events of later tokens; its id is the seq it made durable). A checkpoint still in
+   * flight is waited for first, so at most two checkpoints' worth of tokens are ever waiting to
+   * be durable. A failed checkpoint (a conflict) fails the request at the next item or at its
+   * end.
+   */
+  async #checkpointBehind(out: FrameBuffer): Promise<void> {
+    if (this.#behind !== null) await this.#behind;
+    if (this.#fault !== null) throw this.#fault;
+    if (this.#seq - this.#durable < this.#deps.limits.checkpointEvery) return; // it covered these
+    this.#taken = this.#seq;
+    this.#behind = this.checkpoint().then(
+      (event) => out.event(event),
+      (err) => this.#fault ??= err,
+    ).then(() => {
+      this.#behind = null;
+    });
+  }
+
+  /**
+   * Resolves when no checkpoint started by {@linkcode SessionRunner.apply} is in flight, its
+   * event written: then {@linkcode SessionRunner.durableSeq} is where the session stands in KV.
+   */
+  async settled(): Promise<void> {
+    await this.#behind;
   }
 
   /** Stops the work of this request between tokens (the client went away). */
@@ -440,6 +473,8 @@ export class SessionRunner {
 
   /** The closing events of a request: a final checkpoint and `done`. */
   async finish(reason?: string): Promise<SessionEvent[]> {
+    await this.settled();
+    if (this.#fault !== null) throw this.#fault;
     const cp = await this.checkpoint();
     const data: Record<string, unknown> = { seq: this.#seq, durable_seq: this.#durable };
     if (reason !== undefined) data.finish_reason = reason;
