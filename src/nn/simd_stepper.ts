@@ -159,6 +159,7 @@ export class SimdStepper implements StreamStepper {
   readonly #manyGh: number; // (MAX_BATCH, ceil16(G*H))
   readonly #manyLogits: number; // (MAX_BATCH, ceil16(O))
   readonly #manyProbs: Float32Array; // (MAX_BATCH, ceil16(O)), a view of wasm memory
+  readonly #manyViews: Float32Array[]; // stream s's state in #manyStates, made once
   readonly maxBatch: number = MAX_BATCH;
   readonly probsStride: number;
 
@@ -255,6 +256,11 @@ export class SimdStepper implements StreamStepper {
     this.#f32 = f32;
     this.probsStride = pad16(o);
     this.#manyProbs = f32.subarray(manyProbs / 4, manyProbs / 4 + MAX_BATCH * pad16(o));
+    const sl = net.stateSize;
+    this.#manyViews = Array.from(
+      { length: MAX_BATCH },
+      (_, s) => f32.subarray(this.#manyStates / 4 + s * sl, this.#manyStates / 4 + (s + 1) * sl),
+    );
   }
 
   /**
@@ -317,8 +323,7 @@ export class SimdStepper implements StreamStepper {
     const probs = this.#manyProbs.byteOffset;
     for (let s = 0; s < n; s++) {
       k.softmax(probs + s * op, this.#manyLogits + s * op, o);
-      const at = base / 4 + s * sl;
-      states[s].set(f32.subarray(at, at + sl));
+      states[s].set(this.#manyViews[s]);
     }
     return this.#manyProbs;
   }

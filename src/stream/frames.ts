@@ -2,6 +2,7 @@
 // JSON text that is a string built from pieces, numbers printed with 17 digits and the whole
 // encoded to UTF-8 again at the end. Here the fixed parts are encoded once, numbers are printed
 // digit by digit into the buffer, and a response body takes all the bytes of one turn at once.
+import type { FloatArray } from "../math/mod.ts";
 import type { SessionEvent } from "./session.ts";
 
 const encoder = new TextEncoder();
@@ -73,6 +74,7 @@ export class FrameBuffer {
   #length = 0;
   #pending = false;
   #frames = 0;
+  readonly #one = new Float64Array(1); // prob's value, so that it is not boxed on its way
   readonly #onPending: () => void;
 
   /**
@@ -171,6 +173,20 @@ export class FrameBuffer {
    * @param p the value
    */
   prob(p: number): void {
+    this.#one[0] = p;
+    this.probAt(this.#one, 0);
+  }
+
+  /**
+   * Appends `values[index]` as {@linkcode FrameBuffer.prob} does. The per-token path passes the
+   * array and the index rather than the number: a float passed to a call is boxed (allocated)
+   * unless the call is inlined, and a step event has five of them.
+   *
+   * @param values the values
+   * @param index which one
+   */
+  probAt(values: FloatArray, index: number): void {
+    const p = values[index];
     if (!(p >= 1e-6 && p < 1)) {
       this.text(probText(p));
       return;

@@ -142,6 +142,8 @@ export class SessionRunner {
   #behind: Promise<void> | null = null; // a checkpoint apply started and does not wait for
   #fault: unknown = null; // how that checkpoint failed
   #taken = 0; // the seq of the last checkpoint apply started
+  #ids = new Int32Array(64); // the token ids of the item being applied
+  #out: FrameBuffer | null = null; // where the item's events go
   /** Add the hidden state (`"h"`, see hidden_state.ts) to each step event. @default false */
   includeHidden = false;
 
@@ -216,7 +218,9 @@ export class SessionRunner {
     if (vocab === null) {
       throw new InputError("bad_input", "this model reads dense vectors, not text");
     }
-    const ids: number[] = [];
+    // The item's token ids, in a buffer this runner reuses (an item is applied to the end
+    // before the next one starts).
+    let n = 0;
     if ("token" in item) {
       const id = vocab.tokenId(item.token);
       if (id < 0) {
@@ -225,8 +229,9 @@ export class SessionRunner {
           `token ${JSON.stringify(item.token)} is not in the vocabulary`,
         );
       }
-      ids.push(id);
+      this.#ids[n++] = id;
     } else {
+      if (this.#ids.length < item.text.length) this.#ids = new Int32Array(item.text.length);
       for (const ch of item.text) {
         const id = vocab.id(ch);
         if (id < 0) {
@@ -235,21 +240,20 @@ export class SessionRunner {
             `character ${JSON.stringify(ch)} is not in the vocabulary (which has no <unk>)`,
           );
         }
-        ids.push(id);
+        this.#ids[n++] = id;
       }
     }
+    const ids = this.#ids;
     const limits = this.#deps.limits;
     let pos = 0;
     if (this.#skip > 0) {
       // Already applied before: the resend overlaps what the session has.
-      pos = Math.min(this.#skip, ids.length);
+      pos = Math.min(this.#skip, n);
       this.#skip -= pos;
     }
     const batcher = batcherFor(this.loaded.stepper);
-    const onStep = (probs: FloatArray, at: number, k: number) =>
-      this.#stepped(out, ids[k], probs, at);
-    const cancelled = () => this.#cancelled;
-    while (pos < ids.length && !this.#cancelled) {
+    this.#out = out;
+    while (pos < n && !this.#cancelled) {
       const allowed = limits.maxTokensPerRequest - this.#applied;
       if (allowed <= 0) {
         throw new InputError(
@@ -257,18 +261,28 @@ export class SessionRunner {
           `a request may apply at most ${limits.maxTokensPerRequest} tokens`,
         );
       }
-      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens:
-      // checkpointEvery tokens after the last one taken (landed or not).
-      const since = () => this.#seq - Math.max(this.#durable, this.#taken);
-      const untilCheckpoint = Math.max(1, limits.checkpointEvery - since());
-      const end = pos + Math.min(ids.length - pos, allowed, untilCheckpoint);
-      const applied = await batcher.run(this.state, ids, pos, end, onStep, cancelled);
+      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens.
+      const untilCheckpoint = Math.max(1, limits.checkpointEvery - this.#sinceCheckpoint());
+      const end = pos + Math.min(n - pos, allowed, untilCheckpoint);
+      const applied = await batcher.run(this.state, ids, pos, end, this.#onStep, this.#isCancelled);
       pos += applied;
       this.#applied += applied;
-      if (since() >= limits.checkpointEvery) await this.#checkpointBehind(out);
+      if (this.#sinceCheckpoint() >= limits.checkpointEvery) await this.#checkpointBehind(out);
     }
     if (this.#fault !== null) throw this.#fault;
   }
+
+  /** Tokens applied since the last checkpoint taken (landed or still in flight). */
+  #sinceCheckpoint(): number {
+    return this.#seq - Math.max(this.#durable, this.#taken);
+  }
+
+  /** The batcher's callback after each token of this runner: writes its step event. */
+  readonly #onStep = (probs: FloatArray, at: number, k: number): void =>
+    this.#stepped(this.#out!, this.#ids[k], probs, at);
+
+  /** Polled by the batcher before each token. */
+  readonly #isCancelled = (): boolean => this.#cancelled;
 
   /**
    * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
@@ -351,7 +365,7 @@ export class SessionRunner {
         if (k > 0) out.byte(COMMA);
         out.bytes(names[k]);
         out.byte(COLON);
-        out.prob(probs[at + k]);
+        out.probAt(probs, at + k);
       }
       out.byte(CLOSE_BRACE);
     } else {
@@ -363,7 +377,7 @@ export class SessionRunner {
         out.bytes(TOP_ITEM);
         out.bytes(names[best[r]]);
         out.bytes(P_KEY);
-        out.prob(probs[at + best[r]]);
+        out.probAt(probs, at + best[r]);
         out.byte(CLOSE_BRACE);
       }
       out.byte(CLOSE_BRACKET);
