@@ -196,11 +196,14 @@ export class FrameBuffer {
       this.byte(49); // p rounds up to 1
       return;
     }
-    // p ≈ m / 10^d with 10^6 ≤ m < 10^7: "0.", d - 7 zeros, m without its trailing zeros
-    let m = Math.round(p * POW10[d]);
+    // p ≈ m / 10^d with 10^6 ≤ m < 10^7: "0.", d - 7 zeros, m without its trailing zeros.
+    // m fits in 32 bits, so its digits come from integer arithmetic (`| 0`), not from doubles.
+    let m = Math.round(p * POW10[d]) | 0;
     let digits = 7;
-    while (m % 10 === 0) {
-      m /= 10;
+    let q = (m / 10) | 0;
+    while (m === q * 10) {
+      m = q;
+      q = (m / 10) | 0;
       digits--;
     }
     this.#reserve(d - 5 + digits);
@@ -212,9 +215,9 @@ export class FrameBuffer {
     at += digits;
     this.#length = at;
     for (let k = 0; k < digits; k++) {
-      const digit = m % 10;
-      b[--at] = 48 + digit;
-      m = (m - digit) / 10;
+      q = (m / 10) | 0;
+      b[--at] = 48 + m - q * 10;
+      m = q;
     }
   }
 
