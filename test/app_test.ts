@@ -787,7 +787,9 @@ Deno.test("a checkpoint that fails behind the stepping ends the request with a c
     const reader = new EventReader(res.body!);
     body.send("abcdef");
     await reader.until("step"); // the request holds the session
-    while ((await reader.next())?.id !== "6");
+    for (let e = await reader.next(); e?.id !== "6"; e = await reader.next()) {
+      assert.ok(e !== null, "the stream ended before step 6");
+    }
     // Another writer (another isolate) commits the session meanwhile: the held checkpoint's
     // versionstamp check must fail when it goes through.
     const other = createApp({ kv: store, models, limits: { checkpointEvery: 4, topK: 1 } });
