@@ -9,7 +9,6 @@ import { validateModelName, validateSessionId } from "../src/store/keys.ts";
 import { deleteSession, mayAccess, readSession } from "../src/store/sessions.ts";
 import {
   decodeBody,
-  eventWithHidden,
   InputError,
   type InputItem,
   inputTypeOf,
@@ -243,16 +242,9 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         await sessions.close(runner, false);
         throw err;
       }
-      const { layers, hiddenSize } = runner.loaded.model.network.config;
+      runner.includeHidden = opts.hidden;
       return streamSSE(c, async (stream) => {
-        // Each event is written as it is made: runner.state is the state after its token.
-        const send = (event: SessionEvent) =>
-          writeEvent(
-            stream,
-            opts.hidden && event.event === "token"
-              ? eventWithHidden(event, runner.state, layers * hiddenSize)
-              : event,
-          );
+        const send = (event: SessionEvent) => writeEvent(stream, event);
         try {
           const reason = await runner.generate(
             opts.max_tokens,

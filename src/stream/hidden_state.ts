@@ -3,7 +3,6 @@
 // token, rounded, for clients that draw it (the demo page's heatmap). Off by default, and then
 // nothing here runs, so the per-token path costs what it did.
 import type { FloatArray } from "../math/mod.ts";
-import type { SessionEvent } from "./session.ts";
 
 /** Decimals kept per value: enough for a picture, and about 6 bytes of JSON per value. */
 export const HIDDEN_DECIMALS = 3;
@@ -55,21 +54,4 @@ export function hiddenValues(state: FloatArray, units: number): (number | null)[
     out[j] = Number.isFinite(v) ? v : null;
   }
   return out;
-}
-
-/**
- * A copy of an event with `"h"` added as the last field of its data (for events made as
- * objects, such as the `token` events of generation).
- *
- * @param event the event, just made: `state` is the state after its token
- * @param state the session's state (S, L, H)
- * @param units L·H
- * @returns the event with `h` in its data
- */
-export function eventWithHidden(
-  event: SessionEvent,
-  state: FloatArray,
-  units: number,
-): SessionEvent {
-  return { ...event, data: { ...event.data, h: hiddenValues(state, units) } };
 }

@@ -18,7 +18,7 @@ import { errorInfo } from "../errors.ts";
 import { InputError, type InputItem } from "./decode.ts";
 import { batcherFor } from "./batcher.ts";
 import { type FrameBuffer, roundProb, utf8 } from "./frames.ts";
-import { hiddenJson } from "./hidden_state.ts";
+import { hiddenJson, hiddenValues } from "./hidden_state.ts";
 
 /** Server limits; each is configurable (see src/config.ts) and documented in the README. */
 export interface Limits {
@@ -144,7 +144,10 @@ export class SessionRunner {
   #taken = 0; // the seq of the last checkpoint apply started
   #ids = new Int32Array(64); // the token ids of the item being applied
   #out: FrameBuffer | null = null; // where the item's events go
-  /** Add the hidden state (`"h"`, see hidden_state.ts) to each step event. @default false */
+  /**
+   * Add the hidden state (`"h"`, see hidden_state.ts) to each `step` and `token` event.
+   * @default false
+   */
   includeHidden = false;
 
   /** @internal use {@linkcode SessionManager.open} */
@@ -177,6 +180,12 @@ export class SessionRunner {
   /** The seq that is safe in KV. */
   get durableSeq(): number {
     return this.#durable;
+  }
+
+  /** How many values the `"h"` field holds: h of every layer (L·H). */
+  get #hiddenUnits(): number {
+    const { layers, hiddenSize } = this.loaded.model.network.config;
+    return layers * hiddenSize;
   }
 
   /** The name of the API key the session belongs to, if any. */
@@ -382,10 +391,7 @@ export class SessionRunner {
       }
       out.byte(CLOSE_BRACKET);
     }
-    if (this.includeHidden) {
-      const { layers, hiddenSize } = this.loaded.model.network.config;
-      out.text(`,"h":${hiddenJson(this.state, layers * hiddenSize)}`); // h_t of every layer
-    }
+    if (this.includeHidden) out.text(`,"h":${hiddenJson(this.state, this.#hiddenUnits)}`);
     out.bytes(ID_LINE);
     out.uint(seq);
     out.byte(LF);
@@ -435,7 +441,9 @@ export class SessionRunner {
       logits.set(stepper.logits);
       this.#seq++;
       const token = vocab.tokens[id];
-      await emit({ event: "token", id: this.#seq, data: { seq: this.#seq, token } });
+      const data: Record<string, unknown> = { seq: this.#seq, token };
+      if (this.includeHidden) data.h = hiddenValues(this.state, this.#hiddenUnits);
+      await emit({ event: "token", id: this.#seq, data });
       if (this.#seq - this.#durable >= this.#deps.limits.checkpointEvery) {
         await emit(await this.checkpoint());
       }
