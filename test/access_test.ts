@@ -69,6 +69,16 @@ function call(
   }));
 }
 
+/** Opens a session stream with a key, its body fed by hand; sends `text` first. */
+async function openKeyedStream(app: Hono, id: string, key: string, text: string) {
+  const body = new ControlledBody();
+  const res = await call(app, "POST", `/session/${id}`, auth(key), body.stream);
+  assert.equal(res.status, 200);
+  const reader = new EventReader(res.body!);
+  body.send(text);
+  return { body, reader };
+}
+
 /** Asserts an error response: status, JSON `{error: {code, message}}` only; returns it. */
 async function assertError(res: Response, status: number, code: string) {
   const text = await res.text();
@@ -259,15 +269,7 @@ Deno.test("a session belongs to the key that created it: another key gets 404 fo
     });
 
     await t.step("while alice streams into it: still 404 for bob (not 409 busy)", async () => {
-      const body = new ControlledBody();
-      const res = await app.request("/session/mine", {
-        method: "POST",
-        headers: { "content-type": "text/plain", ...auth(ALICE) },
-        body: body.stream,
-      });
-      assert.equal(res.status, 200);
-      const reader = new EventReader(res.body!);
-      body.send("!");
+      const { body, reader } = await openKeyedStream(app, "mine", ALICE, "!");
       assert.equal((await reader.next())!.data.seq, 8);
       assert.equal(
         (await assertError(await call(app, "GET", "/session/mine", auth(BOB)), 404, "not_found"))
@@ -388,17 +390,9 @@ Deno.test("per-key request rate: a token bucket, 429 rate_limited with Retry-Aft
 Deno.test("per-key open streams: 429 too_many_streams, and a slot is free again when its stream ends", async (t) => {
   await withApp({ maxStreams: 2 }, async ({ kv, app }) => {
     const openStream = async (id: string, key: string) => {
-      const body = new ControlledBody();
-      const res = await app.request(`/session/${id}`, {
-        method: "POST",
-        headers: { "content-type": "text/plain", ...auth(key) },
-        body: body.stream,
-      });
-      assert.equal(res.status, 200);
-      const reader = new EventReader(res.body!);
-      body.send("a");
-      await reader.next();
-      return { body, reader };
+      const stream = await openKeyedStream(app, id, key, "a");
+      await stream.reader.next();
+      return stream;
     };
     const a = await openStream("s1", ALICE);
     const b = await openStream("s2", ALICE);

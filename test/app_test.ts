@@ -726,7 +726,13 @@ function gatedKv(kv: Deno.Kv): { kv: Deno.Kv; hold(): void; release(): void } {
   };
 }
 
-Deno.test("a checkpoint is written while stepping goes on, and its event follows when it lands", async () => {
+/**
+ * Runs `fn` with an app on a store whose commits the test holds (see {@linkcode gatedKv}),
+ * `checkpointEvery` 4 and `topK` 1, the GRU published as `moby`. Commits are held from the start.
+ */
+async function withGatedApp(
+  fn: (env: { app: Hono; store: Deno.Kv; models: ModelCache; release(): void }) => Promise<void>,
+): Promise<void> {
   const store = await Deno.openKv(":memory:");
   const models = new ModelCache(store);
   try {
@@ -734,10 +740,25 @@ Deno.test("a checkpoint is written while stepping goes on, and its event follows
     const { kv, hold, release } = gatedKv(store);
     const app = createApp({ kv, models, limits: { checkpointEvery: 4, topK: 1 } });
     hold();
-    const body = new ControlledBody();
-    const res = await post(app, "behind", body.stream);
-    const reader = new EventReader(res.body!);
-    body.send("abcdefghij");
+    await fn({ app, store, models, release });
+  } finally {
+    models.close();
+    store.close();
+  }
+}
+
+/** POSTs a body the test feeds by hand, sends `text`, and reads the events. */
+async function heldStream(app: Hono, id: string, text: string) {
+  const body = new ControlledBody();
+  const res = await post(app, id, body.stream);
+  const reader = new EventReader(res.body!);
+  body.send(text);
+  return { body, reader };
+}
+
+Deno.test("a checkpoint is written while stepping goes on, and its event follows when it lands", async () => {
+  await withGatedApp(async ({ app, store, release }) => {
+    const { body, reader } = await heldStream(app, "behind", "abcdefghij");
     // The checkpoint of seq 4 cannot land, yet tokens 5..8 are stepped; at 8 the next checkpoint
     // is due and waits for that one, so nothing more comes.
     const first: WireEvent[] = [];
@@ -768,24 +789,12 @@ Deno.test("a checkpoint is written while stepping goes on, and its event follows
     const stored = await readSession(store, "behind");
     assert.equal(stored!.record.seq, 10);
     near(stateOf(stored), ref.state, "state after abcdefghij");
-  } finally {
-    models.close();
-    store.close();
-  }
+  });
 });
 
 Deno.test("a checkpoint that fails behind the stepping ends the request with a conflict", async () => {
-  const store = await Deno.openKv(":memory:");
-  const models = new ModelCache(store);
-  try {
-    await publishModel(store, "moby", GRU);
-    const { kv, hold, release } = gatedKv(store);
-    const app = createApp({ kv, models, limits: { checkpointEvery: 4, topK: 1 } });
-    hold();
-    const body = new ControlledBody();
-    const res = await post(app, "raced", body.stream);
-    const reader = new EventReader(res.body!);
-    body.send("abcdef");
+  await withGatedApp(async ({ app, store, models, release }) => {
+    const { body, reader } = await heldStream(app, "raced", "abcdef");
     await reader.until("step"); // the request holds the session
     for (let e = await reader.next(); e?.id !== "6"; e = await reader.next()) {
       assert.ok(e !== null, "the stream ended before step 6");
@@ -801,10 +810,7 @@ Deno.test("a checkpoint that fails behind the stepping ends the request with a c
     assertErrorEvent(rest, "conflict", 0);
     const stored = await readSession(store, "raced");
     assert.equal(stored!.record.seq, 2, "the other writer's state stands");
-  } finally {
-    models.close();
-    store.close();
-  }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

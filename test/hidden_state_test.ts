@@ -122,10 +122,7 @@ Deno.test("POST /session/:id?hidden=1 adds each token's hidden state to its step
       const events = wireEvents(await streamText(app, "/session/c1?model=names&hidden=1", "Emma"));
       const want = referenceHidden(CLASSIFY, "Emma");
       assert.deepEqual(events.map((e) => e.event), [
-        "step",
-        "step",
-        "step",
-        "step",
+        ...Array(4).fill("step"),
         "result",
         "checkpoint",
         "done",

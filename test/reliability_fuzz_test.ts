@@ -8,6 +8,7 @@
 // event); and, read from the KV file once the server has stopped, no session changed and none
 // appeared. Counts scale with RELIABILITY_SCALE.
 import assert from "node:assert/strict";
+import { concatBytes } from "./_bytes.ts";
 import { Rng } from "../src/math/mod.ts";
 import { newApiKey, sha256Hex } from "../src/access/mod.ts";
 import { parseWire } from "./_sse.ts";
@@ -27,15 +28,6 @@ const ENV = {
 
 const enc = new TextEncoder();
 const bytes = (s: string) => enc.encode(s);
-const concat = (parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 
 /** One fuzz request: the bytes to send (in pieces) and what may come back. */
 interface FuzzCase {
@@ -106,7 +98,9 @@ async function exchange(port: number, c: FuzzCase): Promise<Answer | null> {
     reset = await withTimeout(
       reading,
       15_000,
-      `the answer to ${JSON.stringify(new TextDecoder().decode(concat(c.parts)).slice(0, 300))}`,
+      `the answer to ${
+        JSON.stringify(new TextDecoder().decode(concatBytes(c.parts)).slice(0, 300))
+      }`,
     );
   }
   try {
@@ -114,7 +108,7 @@ async function exchange(port: number, c: FuzzCase): Promise<Answer | null> {
   } catch {
     // closed already
   }
-  return parseResponse(concat(chunks), reset);
+  return parseResponse(concatBytes(chunks), reset);
 }
 
 /** A response's status, headers and (de-chunked) body; null when no status line came. */
@@ -147,7 +141,7 @@ function parseResponse(raw: Uint8Array, reset: boolean): Answer | null {
       out.push(body.subarray(nl + 2, Math.min(body.length, nl + 2 + size)));
       at = nl + 2 + size + 2;
     }
-    body = concat(out);
+    body = concatBytes(out);
   } else if (headers.has("content-length")) {
     const n = Number(headers.get("content-length"));
     complete = body.length >= n;
@@ -175,7 +169,7 @@ function request(
   const parts = [bytes(head.join("\r\n") + "\r\n\r\n")];
   for (let at = 0; at < body.length; at += 4096) {
     const piece = body.subarray(at, at + 4096);
-    parts.push(concat([bytes(`${piece.length.toString(16)}\r\n`), piece, bytes("\r\n")]));
+    parts.push(concatBytes([bytes(`${piece.length.toString(16)}\r\n`), piece, bytes("\r\n")]));
   }
   parts.push(bytes("0\r\n\r\n"));
   return parts;
@@ -263,7 +257,7 @@ function validText(rng: Rng, max: number): string {
 
 function withBadUtf8(rng: Rng, before: string): Uint8Array {
   const after = rng.uniform() < 0.5 ? validText(rng, 10) : "";
-  return concat([bytes(before), new Uint8Array(pick(rng, BAD_UTF8)), bytes(after)]);
+  return concatBytes([bytes(before), new Uint8Array(pick(rng, BAD_UTF8)), bytes(after)]);
 }
 
 /** A body of the given type with a definite fault, after at most 40 valid tokens. */
@@ -289,7 +283,9 @@ function badBody(rng: Rng, type: string): Uint8Array {
       '{"token": 1e999}',
     ]);
     const body = bytes(good + bad + "\n" + validText(rng, 5));
-    return rng.uniform() < 0.2 ? concat([bytes(good), new Uint8Array(pick(rng, BAD_UTF8))]) : body;
+    return rng.uniform() < 0.2
+      ? concatBytes([bytes(good), new Uint8Array(pick(rng, BAD_UTF8))])
+      : body;
   }
   // text/event-stream: events whose data is JSON of the wrong shape (plain text is valid)
   const good = prefix === "" ? "" : `data: ${JSON.stringify({ text: prefix })}\n\n`;
@@ -301,7 +297,7 @@ function badBody(rng: Rng, type: string): Uint8Array {
     'data: {"token": ["a"]}\n\n',
   ]);
   return rng.uniform() < 0.2
-    ? concat([bytes(good + "data: "), new Uint8Array(pick(rng, BAD_UTF8)), bytes("\n\n")])
+    ? concatBytes([bytes(good + "data: "), new Uint8Array(pick(rng, BAD_UTF8)), bytes("\n\n")])
     : bytes(good + bad);
 }
 
@@ -544,7 +540,7 @@ function fuzzCase(rng: Rng, keyed: KeyHeader, other: [string, string] | null): F
               "\r\ntransfer-encoding: chunked\r\n\r\n",
             ),
           ),
-          concat([bytes(`${(partial.length + 50).toString(16)}\r\n`), partial]),
+          concatBytes([bytes(`${(partial.length + 50).toString(16)}\r\n`), partial]),
         ];
       return { kind: "cut", app: false, parts, cut: rng.uniform() < 0.5 ? "close" : "half" };
     }],

@@ -1,6 +1,7 @@
 // Tests for the safetensors reader and writer in src/format/safetensors.ts.
 
 import assert from "node:assert/strict";
+import { concatBytes } from "./_bytes.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
@@ -50,16 +51,6 @@ function leBytes(kind: "f64" | "f32" | "u16", values: number[]): Uint8Array {
     else if (kind === "f32") view.setFloat32(i * size, v, true);
     else view.setUint16(i * size, v, true);
   });
-  return out;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
   return out;
 }
 
@@ -307,12 +298,12 @@ const F64_VALUES = [1.5, -0.1, 1e300, 1e-50, NaN, Math.PI];
 const F64_AS_F32 = [1.5, Math.fround(-0.1), Infinity, 0, NaN, Math.fround(Math.PI)];
 
 Deno.test("decodeSafetensors() converts F64, F16 and BF16 in a hand-built file", () => {
-  const data = concat(
+  const data = concatBytes([
     leBytes("f64", F64_VALUES), // [0, 48)
     leBytes("u16", F16_BITS), // [48, 72)
     leBytes("u16", BF16_BITS), // [72, 88)
     leBytes("f32", [7.25]), // [88, 92)
-  );
+  ]);
   const bytes = buildFile(
     {
       __metadata__: { source: "hand-built" },
@@ -365,12 +356,12 @@ Deno.test("decodeSafetensors() reads tensors at unaligned offsets", async (t) =>
     g: { dtype: "F64", shape: [1], data_offsets: [10, 18] }, // not 8-aligned
     b: { dtype: "BF16", shape: [1], data_offsets: [18, 20] },
   };
-  const data = concat(
+  const data = concatBytes([
     leBytes("u16", [0x3c00]),
     leBytes("f32", [0.1, -7]),
     leBytes("f64", [2.5]),
     leBytes("u16", [0xbf80]),
-  );
+  ]);
   const check = (bytes: Uint8Array): void => {
     const { tensors } = decodeSafetensors(bytes);
     assertValues(tensors.get("h")!.data, [1]);
@@ -413,11 +404,11 @@ Deno.test("decodeSafetensors() with copy: false gives views of aligned F32 data 
     h: { dtype: "F16", shape: [2], data_offsets: [8, 12] },
     b: { dtype: "F32", shape: [1], data_offsets: [12, 16] },
   };
-  const data = concat(
+  const data = concatBytes([
     leBytes("f32", [1.5, -2]),
     leBytes("u16", [0x3c00, 0xc000]),
     leBytes("f32", [3]),
-  );
+  ]);
   const aligned = buildFile(header, data, { padTo: 8 });
   const { tensors } = decodeSafetensors(aligned, { copy: false });
   for (const name of ["a", "b"]) {
@@ -742,7 +733,11 @@ Deno.test("decodeSafetensors() throws only SafetensorsError on randomly corrupte
         bf16: { dtype: "BF16", shape: [2, 4], data_offsets: [24, 40] },
         f64: { dtype: "F64", shape: [6], data_offsets: [40, 88] },
       },
-      concat(leBytes("u16", F16_BITS), leBytes("u16", BF16_BITS), leBytes("f64", F64_VALUES)),
+      concatBytes([
+        leBytes("u16", F16_BITS),
+        leBytes("u16", BF16_BITS),
+        leBytes("f64", F64_VALUES),
+      ]),
     ),
   ];
   const random = mulberry32(0x5eed);

@@ -1,0 +1,17 @@
+// Byte helpers shared by the tests.
+
+/**
+ * The parts one after another in one new array.
+ *
+ * @param parts the byte arrays
+ * @returns their concatenation
+ */
+export function concatBytes(parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
