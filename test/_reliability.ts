@@ -162,36 +162,6 @@ export function assertSameAsReference(
   );
 }
 
-/** A process's current and peak resident memory, in KiB. */
-export interface Memory {
-  /** VmRSS. */
-  rssKiB: number;
-  /** VmHWM: the peak resident set since the process started. */
-  peakKiB: number;
-}
-
-/**
- * Reads `/proc/<pid>/status` through `cat` (Deno reads /proc only with every permission, and
- * the test task grants run but not all).
- *
- * @param pid the process
- * @returns its memory, or null where /proc is not there
- */
-export async function memoryOf(pid: number): Promise<Memory | null> {
-  try {
-    const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`], stderr: "null" })
-      .output();
-    if (!out.success) return null;
-    const text = new TextDecoder().decode(out.stdout);
-    const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(text);
-    const hwm = /^VmHWM:\s+(\d+)\s+kB/m.exec(text);
-    if (rss === null || hwm === null) return null;
-    return { rssKiB: Number(rss[1]), peakKiB: Number(hwm[1]) };
-  } catch {
-    return null;
-  }
-}
-
 /** A temp dir for one test's KV file, removed afterwards. */
 export async function withTempDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = await Deno.makeTempDir({ prefix });

@@ -11,7 +11,6 @@ import { RawPost } from "./bench/_raw_http.ts";
 import { publishFile, ServerProcess, sleep, withTimeout } from "./_server.ts";
 import {
   assertSameAsReference,
-  memoryOf,
   randomText,
   ReferenceRun,
   SCALE,
@@ -152,7 +151,7 @@ Deno.test({
         peak: 0,
       };
       try {
-        memory.before = (await memoryOf(server.pid))?.rssKiB ?? 0;
+        memory.before = (await server.memory())?.rssKiB ?? 0;
         let tokens = 0;
         const started = performance.now();
         for (let round = 0; round < ROUNDS; round++) {
@@ -160,7 +159,7 @@ Deno.test({
             const all = barrier(SESSIONS);
             let sampled: Promise<void> | null = null;
             const sample = () => {
-              sampled ??= memoryOf(server.pid).then((m) => {
+              sampled ??= server.memory().then((m) => {
                 if (m !== null) memory.open.push(m.rssKiB);
               });
               return sampled;
@@ -202,7 +201,7 @@ Deno.test({
           });
         }
         const seconds = (performance.now() - started) / 1000;
-        memory.peak = (await memoryOf(server.pid))?.peakKiB ?? 0;
+        memory.peak = (await server.memory())?.peakKiB ?? 0;
         await t.step("the server's peak memory stays bounded", () => {
           const mib = (kib: number) => (kib / 1024).toFixed(0);
           console.log(
