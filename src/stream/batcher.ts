@@ -38,10 +38,10 @@ export interface BatchStats {
  * run. When the batcher is busy (its last drain, less than {@linkcode BUSY_MS} ago, had more
  * than one run), the drain waits for the next turn of the event loop (`setImmediate`: after the
  * I/O that is ready has been handled), so that every session whose input has arrived meanwhile
- * joins it. (A zero timeout would do the same but waits for the timer's tick, 1-2 ms in Deno.) Otherwise the queue is drained in a
- * microtask: a lone session waits for nothing. A drain steps its runs in rounds of one token
- * per run, up to the stepper's batch size per call, until every run is done; runs that arrive
- * meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
+ * joins it. (A zero timeout would do the same but waits for the timer's tick, 1-2 ms in
+ * Deno.) Otherwise the queue is drained in a microtask: a lone session waits for nothing. A
+ * drain steps its runs in rounds of one token per run, up to the stepper's batch size per call,
+ * until every run is done; runs that arrive meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
  * the stepper alone would (stepMany gives the same bits, so batching never changes a result).
  *
  * @example
@@ -130,7 +130,8 @@ export class StepBatcher {
       for (let from = 0; from < live; from += max) {
         const round = this.#round;
         round.length = 0;
-        for (let j = from; j < Math.min(from + max, live); j++) {
+        const to = Math.min(from + max, live);
+        for (let j = from; j < to; j++) {
           const job = jobs[j];
           if (job.pos < job.end && !job.cancelled()) round.push(job);
         }
