@@ -11,6 +11,8 @@ declare module "hono" {
   interface ContextVariableMap {
     /** The name of the request's API key (set by {@linkcode accessControl}). */
     keyId: string | undefined;
+    /** Frees the request's stream slot (see {@linkcode takeStreamEnd}). */
+    streamEnd: (() => void) | undefined;
   }
 }
 
@@ -33,32 +35,18 @@ function tooMany(c: Context, code: string, message: string, seconds: number): Re
 }
 
 /**
- * A response body that calls `end` once when it has been read to the end, failed, or been
- * cancelled by the client: the stream's slot is then free.
+ * Takes over the freeing of the request's stream slot (the per-key cap on open streams): a route
+ * whose response streams on after it returns calls this before returning, and calls what it
+ * gets once, when the stream has ended for any reason. A route that does not take it has the
+ * slot freed as soon as it has answered. Without access control it returns a no-op.
+ *
+ * @param c the request's context
+ * @returns the function that frees the slot
  */
-function countedBody(
-  body: ReadableStream<Uint8Array>,
-  end: () => void,
-): ReadableStream<Uint8Array> {
-  const reader = body.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) {
-          end();
-          controller.close();
-        } else controller.enqueue(value);
-      } catch (err) {
-        end();
-        controller.error(err);
-      }
-    },
-    cancel(reason) {
-      end();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+export function takeStreamEnd(c: Context): () => void {
+  const end = c.get("streamEnd");
+  c.set("streamEnd", undefined);
+  return end ?? (() => {});
 }
 
 /**
@@ -110,18 +98,12 @@ export function accessControl(options: AccessOptions): MiddlewareHandler {
         );
         return;
       }
-      let handedOver = false;
+      c.set("streamEnd", end);
       try {
         await next();
-        const res = c.res;
-        if (
-          res.body !== null && /^text\/event-stream/.test(res.headers.get("content-type") ?? "")
-        ) {
-          c.res = new Response(countedBody(res.body, end), res);
-          handedOver = true;
-        }
       } finally {
-        if (!handedOver) end();
+        // Not taken by the route (takeStreamEnd): the request is over.
+        if (c.get("streamEnd") !== undefined) end();
       }
     });
 }

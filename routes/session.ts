@@ -20,7 +20,7 @@ import {
   writeEvent,
 } from "../src/stream/mod.ts";
 import { zValidator } from "@hono/zod-validator";
-import { requestKey } from "./_access.ts";
+import { requestKey, takeStreamEnd } from "./_access.ts";
 import { limitBody, requireJson, validationHook } from "./_validate.ts";
 
 /** A yes/no query option: "1" or "0" (absent: "0"). */
@@ -166,6 +166,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         for (const event of events) await writeEvent(stream, event);
       });
     }
+    const streamEnded = takeStreamEnd(c);
     const events = sessionBody(
       body,
       type,
@@ -173,6 +174,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
       runner,
       limits.keepAliveMs,
       () => {
+        streamEnded();
         // After an error event, what this request applied since its last checkpoint is dropped
         // (the runner knows it failed); a client that left keeps what was applied.
         sessions.close(runner).catch((err) => console.error(err));
@@ -243,6 +245,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
         throw err;
       }
       runner.includeHidden = opts.hidden;
+      const streamEnded = takeStreamEnd(c);
       return streamSSE(c, async (stream) => {
         const send = (event: SessionEvent) => writeEvent(stream, event);
         try {
@@ -261,6 +264,7 @@ export function sessionRoutes(sessions: SessionManager): Hono {
           const event = runner.fail(err);
           if (!stream.aborted) await writeEvent(stream, event);
         } finally {
+          streamEnded();
           await sessions.close(runner).catch((err) => console.error(err));
         }
       });

@@ -459,6 +459,22 @@ Deno.test("per-key open streams: 429 too_many_streams, and a slot is free again 
       }
       await streamed(await call(app, "POST", "/session/s6", auth(ALICE), "a"));
     });
+
+    await t.step("a generate stream frees its slot when it ends", async () => {
+      // One slot is free (s2 holds the other): each generation must give it back.
+      for (const id of ["g1", "g2"]) {
+        const res = await call(
+          app,
+          "POST",
+          `/session/${id}/generate`,
+          auth(ALICE),
+          JSON.stringify({ max_tokens: 3 }),
+        );
+        assert.equal(res.status, 200, await res.clone().text());
+        assert.equal(wireEvents(await res.text()).at(-1)?.event, "done");
+      }
+      await streamed(await call(app, "POST", "/session/s7", auth(ALICE), "a"));
+    });
     b.body.close();
     await b.reader.rest();
   });
