@@ -27,7 +27,7 @@ export interface StepKernels {
     k: number,
     n: number,
   ): void;
-  /** `h = tanh(gi + gh)` (H). */
+  /** `h = tanh(gi + gh)` (H). Like every cell, reads gi and uses gh as scratch. */
   rnn_tanh(h: number, gi: number, gh: number, n: number): void;
   /** `h = relu(gi + gh)` (H). */
   rnn_relu(h: number, gi: number, gh: number, n: number): void;

@@ -9,93 +9,166 @@
   (import "env" "memory" (memory 1))
 
   ;; ---------------------------------------------------------------------------------------------
-  ;; Activations on four lanes. exp is Cephes' expf (range reduction by ln 2 in two parts, a
+  ;; Activations, as passes over arrays of N floats: vectors of four while four are left, then
+  ;; the N mod 4 left one lane at a time through the same code ($ld loads one lane and zeros the
+  ;; rest, $st stores one lane). exp is Cephes' expf (range reduction by ln 2 in two parts, a
   ;; degree-6 polynomial, the exponent built from bits): a few ulp relative, which keeps sigmoid
   ;; and tanh within 1e-6 absolute of Math's (the test checks it over the whole f32 range).
-  ;; min/max (not pmin/pmax) propagate NaN, so a NaN input gives a NaN output as in JS.
+  ;;
+  ;; Two things about V8 shape this code. A v128.const is built afresh at every use (several
+  ;; instructions), so each pass loads its constants into locals before its loop. And a call per
+  ;; vector to an exp function, which V8 does not inline at this size, cost twice what a loop
+  ;; over the whole array costs: so each cell runs its exponentials as one pass over its gates.
 
-  ;; e^x for x ≤ 88 (larger x are clamped to 88: e^88 ≈ 1.65e38 is the largest we need) and
-  ;; x ≥ -87.34 (smaller x give the smallest normal, 1.2e-38, instead of 0). Fused multiply-adds
-  ;; (relaxed_madd, relaxed_nmadd) halve the operations of the reduction and the polynomial.
-  (func $exp (param $x v128) (result v128)
-    (local $n v128) (local $r v128) (local $p v128)
-    (local.set $x
-      (f32x4.max
-        (f32x4.min (local.get $x) (v128.const f32x4 88 88 88 88))
-        (v128.const f32x4 -87.33654 -87.33654 -87.33654 -87.33654)))
-    ;; n = round(x / ln 2), r = x - n ln 2 with ln 2 = C1 - C2 split so n C1 is exact
-    (local.set $n (f32x4.nearest (f32x4.mul (local.get $x) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
-    (local.set $r (f32x4.relaxed_nmadd (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375) (local.get $x)))
-    (local.set $r (f32x4.relaxed_nmadd (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4) (local.get $r)))
-    ;; e^r ≈ 1 + r + r² P(r), P by Horner's rule
-    (local.set $p (f32x4.relaxed_madd (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4) (local.get $r)
-      (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
-    (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
-    (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
-    (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
-    (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
-    (local.set $p
-      (f32x4.add
-        (f32x4.relaxed_madd (local.get $p) (f32x4.mul (local.get $r) (local.get $r)) (local.get $r))
-        (v128.const f32x4 1 1 1 1)))
-    ;; times 2^n: n + 127 in the exponent bits (n is in [-126, 127] after the clamp)
-    (f32x4.mul (local.get $p)
-      (i32x4.shl
-        (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127))
-        (i32.const 23))))
+  ;; Four lanes at $p when $wide, else the lane at $p with the other three zero.
+  (func $ld (param $p i32) (param $wide i32) (result v128)
+    (if (result v128) (local.get $wide)
+      (then (v128.load (local.get $p)))
+      (else (v128.load32_zero (local.get $p)))))
 
-  ;; σ(x) = 1 / (1 + e^-x)
-  (func $sigmoid (param $x v128) (result v128)
-    (f32x4.div (v128.const f32x4 1 1 1 1)
-      (f32x4.add (v128.const f32x4 1 1 1 1) (call $exp (f32x4.neg (local.get $x))))))
+  ;; Stores four lanes of $v at $p when $wide, else its first lane.
+  (func $st (param $p i32) (param $v v128) (param $wide i32)
+    (if (local.get $wide)
+      (then (v128.store (local.get $p) (local.get $v)))
+      (else (v128.store32_lane 0 (local.get $p) (local.get $v)))))
 
-  ;; tanh x = 1 - 2 / (e^2x + 1): one exponential and one division, no branch. Near 0 the
-  ;; subtraction cancels, but the absolute error stays below 2e-7 (f32's spacing at 1), which is
-  ;; what the step's tolerances are about; at ±∞ the clamps in $exp give ±1 exactly.
-  (func $tanh (param $x v128) (result v128)
-    (f32x4.sub (v128.const f32x4 1 1 1 1)
-      (f32x4.div (v128.const f32x4 2 2 2 2)
-        (f32x4.add (call $exp (f32x4.add (local.get $x) (local.get $x))) (v128.const f32x4 1 1 1 1)))))
+  ;; Whether four floats are left from j of N (else one is).
+  (func $wide (param $j i32) (param $n i32) (result i32)
+    (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n)))
 
-  ;; y = σ(x) for N floats; exported so tests can hold the approximation to Math's.
+  ;; How far a pass moves after the floats at j: four when $wide, else one.
+  (func $stride (param $wide i32) (result i32)
+    (select (i32.const 4) (i32.const 1) (local.get $wide)))
+
+  ;; y = s (a + b) for N floats; y may alias a or b. With s = -1 it is the argument of σ, with
+  ;; s = 2 that of tanh; both products are exact, so -(a + b) and (a + b) + (a + b) are the bits.
+  (func $scaled_sum (param $y i32) (param $a i32) (param $b i32) (param $n i32) (param $s f32)
+    (local $j i32) (local $o i32) (local $w i32) (local $sv v128)
+    (local.set $sv (f32x4.splat (local.get $s)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $st (i32.add (local.get $y) (local.get $o))
+          (f32x4.mul (local.get $sv)
+            (f32x4.add
+              (call $ld (i32.add (local.get $a) (local.get $o)) (local.get $w))
+              (call $ld (i32.add (local.get $b) (local.get $o)) (local.get $w))))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next))))
+
+  ;; y = e^(x - m) for N floats, for x - m ≤ 88 (larger are clamped to 88: e^88 ≈ 1.65e38 is the
+  ;; largest we need) and x - m ≥ -87.34 (smaller give the smallest normal, 1.2e-38, instead of
+  ;; 0); y may alias x. The clamps are pmin/pmax with x first, which pass a NaN through. Fused
+  ;; multiply-adds (relaxed_madd, relaxed_nmadd) halve the operations of the reduction and the
+  ;; polynomial.
+  (func $exp (param $y i32) (param $x i32) (param $count i32) (param $m f32)
+    (local $j i32) (local $o i32) (local $w i32) (local $mv v128)
+    (local $v v128) (local $n v128) (local $r v128) (local $p v128)
+    (local $hi v128) (local $lo v128) (local $log2e v128) (local $ln2hi v128) (local $ln2lo v128)
+    (local $c0 v128) (local $c1 v128) (local $c2 v128) (local $c3 v128) (local $c4 v128)
+    (local $c5 v128) (local $one v128) (local $bias v128)
+    (local.set $mv (f32x4.splat (local.get $m)))
+    (local.set $hi (v128.const f32x4 88 88 88 88))
+    (local.set $lo (v128.const f32x4 -87.33654 -87.33654 -87.33654 -87.33654))
+    (local.set $log2e (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))
+    (local.set $ln2hi (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))
+    (local.set $ln2lo (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))
+    (local.set $c0 (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+    (local.set $c1 (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3))
+    (local.set $c2 (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3))
+    (local.set $c3 (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2))
+    (local.set $c4 (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1))
+    (local.set $c5 (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1))
+    (local.set $one (v128.const f32x4 1 1 1 1))
+    (local.set $bias (v128.const i32x4 127 127 127 127))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $count)))
+        (local.set $w (call $wide (local.get $j) (local.get $count)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $v (f32x4.sub
+          (call $ld (i32.add (local.get $x) (local.get $o)) (local.get $w)) (local.get $mv)))
+        (local.set $v (f32x4.pmax (f32x4.pmin (local.get $v) (local.get $hi)) (local.get $lo)))
+        ;; n = round(v / ln 2), r = v - n ln 2 with ln 2 = C1 - C2 split so n C1 is exact
+        (local.set $n (f32x4.nearest (f32x4.mul (local.get $v) (local.get $log2e))))
+        (local.set $r (f32x4.relaxed_nmadd (local.get $n) (local.get $ln2hi) (local.get $v)))
+        (local.set $r (f32x4.relaxed_nmadd (local.get $n) (local.get $ln2lo) (local.get $r)))
+        ;; e^r ≈ 1 + r + r² P(r), P by Horner's rule
+        (local.set $p (f32x4.relaxed_madd (local.get $c0) (local.get $r) (local.get $c1)))
+        (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (local.get $c2)))
+        (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (local.get $c3)))
+        (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (local.get $c4)))
+        (local.set $p (f32x4.relaxed_madd (local.get $p) (local.get $r) (local.get $c5)))
+        (local.set $p
+          (f32x4.add
+            (f32x4.relaxed_madd (local.get $p) (f32x4.mul (local.get $r) (local.get $r))
+              (local.get $r))
+            (local.get $one)))
+        ;; times 2^n: n + 127 in the exponent bits (n is in [-126, 127] after the clamp)
+        (call $st (i32.add (local.get $y) (local.get $o))
+          (f32x4.mul (local.get $p)
+            (i32x4.shl
+              (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (local.get $bias))
+              (i32.const 23)))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next))))
+
+  ;; y = 1 / (1 + x) for N floats (σ, once x holds e^-v); y may alias x.
+  (func $sigmoid_of_exp (param $y i32) (param $x i32) (param $n i32)
+    (local $j i32) (local $o i32) (local $w i32) (local $one v128)
+    (local.set $one (v128.const f32x4 1 1 1 1))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $st (i32.add (local.get $y) (local.get $o))
+          (f32x4.div (local.get $one)
+            (f32x4.add (local.get $one)
+              (call $ld (i32.add (local.get $x) (local.get $o)) (local.get $w))))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next))))
+
+  ;; y = 1 - 2 / (x + 1) for N floats (tanh v, once x holds e^2v); y may alias x. One
+  ;; exponential and one division, no branch. Near 0 the subtraction cancels, but the absolute
+  ;; error stays below 2e-7 (f32's spacing at 1), which is what the step's tolerances are about;
+  ;; at ±∞ the clamps in $exp give ±1 exactly.
+  (func $tanh_of_exp (param $y i32) (param $x i32) (param $n i32)
+    (local $j i32) (local $o i32) (local $w i32) (local $one v128) (local $two v128)
+    (local.set $one (v128.const f32x4 1 1 1 1))
+    (local.set $two (v128.const f32x4 2 2 2 2))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $st (i32.add (local.get $y) (local.get $o))
+          (f32x4.sub (local.get $one)
+            (f32x4.div (local.get $two)
+              (f32x4.add (call $ld (i32.add (local.get $x) (local.get $o)) (local.get $w))
+                (local.get $one))))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next))))
+
+  ;; y = σ(x) = 1 / (1 + e^-x) for N floats; exported so tests can hold the approximation to
+  ;; Math's. -x is written -½ (x + x): where x + x overflows, the clamp in $exp gives the same.
   (func (export "sigmoid") (param $y i32) (param $x i32) (param $n i32)
-    (local $j i32)
-    (block $done
-      (loop $next
-        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $y) (call $sigmoid (v128.load (local.get $x))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $x (i32.add (local.get $x) (i32.const 16)))
-            (local.set $y (i32.add (local.get $y) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $y)
-              (call $sigmoid (v128.load32_zero (local.get $x))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $x (i32.add (local.get $x) (i32.const 4)))
-            (local.set $y (i32.add (local.get $y) (i32.const 4)))))
-        (br $next))))
+    (call $scaled_sum (local.get $y) (local.get $x) (local.get $x) (local.get $n) (f32.const -0.5))
+    (call $exp (local.get $y) (local.get $y) (local.get $n) (f32.const 0))
+    (call $sigmoid_of_exp (local.get $y) (local.get $y) (local.get $n)))
 
-  ;; y = tanh(x) for N floats; exported so tests can hold the approximation to Math's.
+  ;; y = tanh(x) = 1 - 2 / (e^2x + 1) for N floats; exported so tests can hold the approximation
+  ;; to Math's.
   (func (export "tanh") (param $y i32) (param $x i32) (param $n i32)
-    (local $j i32)
-    (block $done
-      (loop $next
-        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $y) (call $tanh (v128.load (local.get $x))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $x (i32.add (local.get $x) (i32.const 16)))
-            (local.set $y (i32.add (local.get $y) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $y)
-              (call $tanh (v128.load32_zero (local.get $x))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $x (i32.add (local.get $x) (i32.const 4)))
-            (local.set $y (i32.add (local.get $y) (i32.const 4)))))
-        (br $next))))
+    (call $scaled_sum (local.get $y) (local.get $x) (local.get $x) (local.get $n) (f32.const 1))
+    (call $exp (local.get $y) (local.get $y) (local.get $n) (f32.const 0))
+    (call $tanh_of_exp (local.get $y) (local.get $y) (local.get $n)))
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Matrix-vector products.
@@ -429,228 +502,172 @@
 
   ;; ---------------------------------------------------------------------------------------------
   ;; Cell updates for one stream, in place, given gi = W_ih x + b_ih and gh = W_hh h + b_hh
-  ;; (G·H floats each, gates in PyTorch's order). Four units at a time; the H mod 4 units left
-  ;; go one at a time through the same vector code (one lane loaded, one lane stored).
+  ;; (G·H floats each, gates in PyTorch's order). gi is only read; gh is used as scratch and left
+  ;; holding intermediate values. Each is a few passes over the gates (see the activations).
 
   ;; h = tanh(gi + gh) for H units.
   (func (export "rnn_tanh") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
-    (local $j i32)
-    (block $done
-      (loop $next
-        (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $h)
-              (call $tanh (f32x4.add (v128.load (local.get $gi)) (v128.load (local.get $gh)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $h (i32.add (local.get $h) (i32.const 16)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $h)
-              (call $tanh
-                (f32x4.add (v128.load32_zero (local.get $gi)) (v128.load32_zero (local.get $gh)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $h (i32.add (local.get $h) (i32.const 4)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
-        (br $next))))
+    (call $scaled_sum (local.get $gh) (local.get $gi) (local.get $gh) (local.get $n) (f32.const 2))
+    (call $exp (local.get $gh) (local.get $gh) (local.get $n) (f32.const 0))
+    (call $tanh_of_exp (local.get $h) (local.get $gh) (local.get $n)))
 
   ;; h = relu(gi + gh) for H units; pmax(0, v) is 0 for NaN, as `v > 0 ? v : 0` in JS.
   (func (export "rnn_relu") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
-    (local $j i32)
+    (local $j i32) (local $o i32) (local $w i32) (local $zero v128)
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $h)
-              (f32x4.pmax (v128.const i32x4 0 0 0 0)
-                (f32x4.add (v128.load (local.get $gi)) (v128.load (local.get $gh)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $h (i32.add (local.get $h) (i32.const 16)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $h)
-              (f32x4.pmax (v128.const i32x4 0 0 0 0)
-                (f32x4.add (v128.load32_zero (local.get $gi)) (v128.load32_zero (local.get $gh)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $h (i32.add (local.get $h) (i32.const 4)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $st (i32.add (local.get $h) (local.get $o))
+          (f32x4.pmax (local.get $zero)
+            (f32x4.add
+              (call $ld (i32.add (local.get $gi) (local.get $o)) (local.get $w))
+              (call $ld (i32.add (local.get $gh) (local.get $o)) (local.get $w))))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
         (br $next))))
 
-  ;; One GRU update on lanes: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z),
-  ;; n = tanh(gi_n + r gh_n), h' = (1 - z) n + z h = n + z (h - n).
-  (func $gru (param $gir v128) (param $giz v128) (param $gin v128)
-    (param $ghr v128) (param $ghz v128) (param $ghn v128) (param $h v128) (result v128)
-    (local $r v128) (local $z v128) (local $nn v128)
-    (local.set $r (call $sigmoid (f32x4.add (local.get $gir) (local.get $ghr))))
-    (local.set $z (call $sigmoid (f32x4.add (local.get $giz) (local.get $ghz))))
-    (local.set $nn (call $tanh
-      (f32x4.add (local.get $gin) (f32x4.mul (local.get $r) (local.get $ghn)))))
-    (f32x4.add (local.get $nn)
-      (f32x4.mul (local.get $z) (f32x4.sub (local.get $h) (local.get $nn)))))
-
-  ;; GRU for H units: gi and gh hold r, z, n (3H each).
+  ;; GRU for H units: r = σ(gi_r + gh_r), z = σ(gi_z + gh_z), n = tanh(gi_n + r gh_n),
+  ;; h' = (1 - z) n + z h = n + z (h - n).
   (func (export "gru") (param $h i32) (param $gi i32) (param $gh i32) (param $n i32)
-    (local $j i32) (local $g i32)
-    (local.set $g (i32.shl (local.get $n) (i32.const 2)))
+    (local $j i32) (local $o i32) (local $w i32) (local $g i32) (local $ghn i32) (local $gin i32)
+    (local $a v128) (local $nn v128)
+    (local.set $g (i32.shl (local.get $n) (i32.const 2))) ;; bytes per gate
+    (local.set $gin (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1))))
+    (local.set $ghn (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
+    ;; r and z into gh
+    (call $scaled_sum (local.get $gh) (local.get $gi) (local.get $gh)
+      (i32.shl (local.get $n) (i32.const 1)) (f32.const -1))
+    (call $exp (local.get $gh) (local.get $gh) (i32.shl (local.get $n) (i32.const 1)) (f32.const 0))
+    (call $sigmoid_of_exp (local.get $gh) (local.get $gh) (i32.shl (local.get $n) (i32.const 1)))
+    ;; gh_n = 2 (gi_n + r gh_n), then n into gh_n
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $h)
-              (call $gru
-                (v128.load (local.get $gi))
-                (v128.load (i32.add (local.get $gi) (local.get $g)))
-                (v128.load (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1))))
-                (v128.load (local.get $gh))
-                (v128.load (i32.add (local.get $gh) (local.get $g)))
-                (v128.load (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
-                (v128.load (local.get $h))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $h (i32.add (local.get $h) (i32.const 16)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $h)
-              (call $gru
-                (v128.load32_zero (local.get $gi))
-                (v128.load32_zero (i32.add (local.get $gi) (local.get $g)))
-                (v128.load32_zero (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1))))
-                (v128.load32_zero (local.get $gh))
-                (v128.load32_zero (i32.add (local.get $gh) (local.get $g)))
-                (v128.load32_zero (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
-                (v128.load32_zero (local.get $h))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $h (i32.add (local.get $h) (i32.const 4)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
-        (br $next))))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $a
+          (f32x4.add (call $ld (i32.add (local.get $gin) (local.get $o)) (local.get $w))
+            (f32x4.mul (call $ld (i32.add (local.get $gh) (local.get $o)) (local.get $w))
+              (call $ld (i32.add (local.get $ghn) (local.get $o)) (local.get $w)))))
+        (call $st (i32.add (local.get $ghn) (local.get $o))
+          (f32x4.add (local.get $a) (local.get $a)) (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next)))
+    (call $exp (local.get $ghn) (local.get $ghn) (local.get $n) (f32.const 0))
+    (call $tanh_of_exp (local.get $ghn) (local.get $ghn) (local.get $n))
+    ;; h = n + z (h - n)
+    (local.set $j (i32.const 0))
+    (block $done2
+      (loop $next2
+        (br_if $done2 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $nn (call $ld (i32.add (local.get $ghn) (local.get $o)) (local.get $w)))
+        (call $st (i32.add (local.get $h) (local.get $o))
+          (f32x4.add (local.get $nn)
+            (f32x4.mul
+              (call $ld (i32.add (i32.add (local.get $gh) (local.get $g)) (local.get $o))
+                (local.get $w))
+              (f32x4.sub (call $ld (i32.add (local.get $h) (local.get $o)) (local.get $w))
+                (local.get $nn))))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next2))))
 
-  ;; One LSTM update on lanes: c' = σ(f) c + σ(i) tanh(g), stored at $cp; returns
-  ;; h' = σ(o) tanh(c'). `$wide` says whether to store four lanes or one.
-  (func $lstm (param $cp i32) (param $wide i32)
-    (param $gii v128) (param $gif v128) (param $gig v128) (param $gio v128)
-    (param $ghi v128) (param $ghf v128) (param $ghg v128) (param $gho v128)
-    (param $c v128) (result v128)
-    (local $cn v128)
-    (local.set $cn
-      (f32x4.add
-        (f32x4.mul (call $sigmoid (f32x4.add (local.get $gif) (local.get $ghf))) (local.get $c))
-        (f32x4.mul
-          (call $sigmoid (f32x4.add (local.get $gii) (local.get $ghi)))
-          (call $tanh (f32x4.add (local.get $gig) (local.get $ghg))))))
-    (if (local.get $wide)
-      (then (v128.store (local.get $cp) (local.get $cn)))
-      (else (v128.store32_lane 0 (local.get $cp) (local.get $cn))))
-    (f32x4.mul
-      (call $sigmoid (f32x4.add (local.get $gio) (local.get $gho)))
-      (call $tanh (local.get $cn))))
-
-  ;; LSTM for H units: gi and gh hold i, f, g, o (4H each); h and c are updated in place.
+  ;; LSTM for H units: gi and gh hold i, f, g, o (4H each); h and c are updated in place:
+  ;; c' = σ(f) c + σ(i) tanh(g), h' = σ(o) tanh(c').
   (func (export "lstm") (param $h i32) (param $c i32) (param $gi i32) (param $gh i32) (param $n i32)
-    (local $j i32) (local $g i32) (local $g2 i32) (local $g3 i32) (local $cn v128)
-    (local.set $g (i32.shl (local.get $n) (i32.const 2)))
-    (local.set $g2 (i32.shl (local.get $n) (i32.const 3)))
-    (local.set $g3 (i32.mul (local.get $n) (i32.const 12)))
+    (local $j i32) (local $o i32) (local $w i32) (local $g i32) (local $ghg i32) (local $gho i32)
+    (local $cn v128)
+    (local.set $g (i32.shl (local.get $n) (i32.const 2))) ;; bytes per gate
+    (local.set $ghg (i32.add (local.get $gh) (i32.shl (local.get $g) (i32.const 1))))
+    (local.set $gho (i32.add (local.get $ghg) (local.get $g)))
+    ;; σ(i), σ(f), tanh(g), σ(o) into gh
+    (call $scaled_sum (local.get $gh) (local.get $gi) (local.get $gh)
+      (i32.shl (local.get $n) (i32.const 1)) (f32.const -1))
+    (call $scaled_sum (local.get $ghg) (i32.add (local.get $gi) (i32.shl (local.get $g) (i32.const 1)))
+      (local.get $ghg) (local.get $n) (f32.const 2))
+    (call $scaled_sum (local.get $gho) (i32.add (local.get $gi) (i32.mul (local.get $g) (i32.const 3)))
+      (local.get $gho) (local.get $n) (f32.const -1))
+    (call $exp (local.get $gh) (local.get $gh) (i32.shl (local.get $n) (i32.const 2)) (f32.const 0))
+    (call $sigmoid_of_exp (local.get $gh) (local.get $gh) (i32.shl (local.get $n) (i32.const 1)))
+    (call $tanh_of_exp (local.get $ghg) (local.get $ghg) (local.get $n))
+    (call $sigmoid_of_exp (local.get $gho) (local.get $gho) (local.get $n))
+    ;; c' into c, and 2c' into gh_g for its tanh
     (block $done
       (loop $next
         (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            ;; written out here rather than through $lstm: a call with eleven vector
-            ;; arguments is not inlined, and its argument traffic cost as much as the math
-            (local.set $cn
-              (f32x4.add
-                (f32x4.mul
-                  (call $sigmoid (f32x4.add
-                    (v128.load (i32.add (local.get $gi) (local.get $g)))
-                    (v128.load (i32.add (local.get $gh) (local.get $g)))))
-                  (v128.load (local.get $c)))
-                (f32x4.mul
-                  (call $sigmoid (f32x4.add (v128.load (local.get $gi)) (v128.load (local.get $gh))))
-                  (call $tanh (f32x4.add
-                    (v128.load (i32.add (local.get $gi) (local.get $g2)))
-                    (v128.load (i32.add (local.get $gh) (local.get $g2))))))))
-            (v128.store (local.get $c) (local.get $cn))
-            (v128.store (local.get $h)
-              (f32x4.mul
-                (call $sigmoid (f32x4.add
-                  (v128.load (i32.add (local.get $gi) (local.get $g3)))
-                  (v128.load (i32.add (local.get $gh) (local.get $g3)))))
-                (call $tanh (local.get $cn))))
-            (local.set $j (i32.add (local.get $j) (i32.const 4)))
-            (local.set $h (i32.add (local.get $h) (i32.const 16)))
-            (local.set $c (i32.add (local.get $c) (i32.const 16)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 16)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 16))))
-          (else
-            (v128.store32_lane 0 (local.get $h)
-              (call $lstm (local.get $c) (i32.const 0)
-                (v128.load32_zero (local.get $gi))
-                (v128.load32_zero (i32.add (local.get $gi) (local.get $g)))
-                (v128.load32_zero (i32.add (local.get $gi) (local.get $g2)))
-                (v128.load32_zero (i32.add (local.get $gi) (local.get $g3)))
-                (v128.load32_zero (local.get $gh))
-                (v128.load32_zero (i32.add (local.get $gh) (local.get $g)))
-                (v128.load32_zero (i32.add (local.get $gh) (local.get $g2)))
-                (v128.load32_zero (i32.add (local.get $gh) (local.get $g3)))
-                (v128.load32_zero (local.get $c))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (local.set $h (i32.add (local.get $h) (i32.const 4)))
-            (local.set $c (i32.add (local.get $c) (i32.const 4)))
-            (local.set $gi (i32.add (local.get $gi) (i32.const 4)))
-            (local.set $gh (i32.add (local.get $gh) (i32.const 4)))))
-        (br $next))))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $cn
+          (f32x4.add
+            (f32x4.mul
+              (call $ld (i32.add (i32.add (local.get $gh) (local.get $g)) (local.get $o))
+                (local.get $w))
+              (call $ld (i32.add (local.get $c) (local.get $o)) (local.get $w)))
+            (f32x4.mul
+              (call $ld (i32.add (local.get $gh) (local.get $o)) (local.get $w))
+              (call $ld (i32.add (local.get $ghg) (local.get $o)) (local.get $w)))))
+        (call $st (i32.add (local.get $c) (local.get $o)) (local.get $cn) (local.get $w))
+        (call $st (i32.add (local.get $ghg) (local.get $o))
+          (f32x4.add (local.get $cn) (local.get $cn)) (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next)))
+    (call $exp (local.get $ghg) (local.get $ghg) (local.get $n) (f32.const 0))
+    (call $tanh_of_exp (local.get $ghg) (local.get $ghg) (local.get $n))
+    ;; h = σ(o) tanh(c')
+    (local.set $j (i32.const 0))
+    (block $done2
+      (loop $next2
+        (br_if $done2 (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (call $st (i32.add (local.get $h) (local.get $o))
+          (f32x4.mul
+            (call $ld (i32.add (local.get $gho) (local.get $o)) (local.get $w))
+            (call $ld (i32.add (local.get $ghg) (local.get $o)) (local.get $w)))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
+        (br $next2))))
 
   ;; ---------------------------------------------------------------------------------------------
-  ;; y = softmax(x) for N ≥ 1 floats, the maximum subtracted first. y may alias x.
+  ;; y = softmax(x) for N ≥ 1 floats, the maximum subtracted first; x is only read.
   (func (export "softmax") (param $y i32) (param $x i32) (param $n i32)
-    (local $j i32) (local $max v128) (local $sum v128) (local $e v128) (local $off i32)
+    (local $j i32) (local $o i32) (local $w i32) (local $max v128) (local $sum v128) (local $e v128)
     (local $mx f32) (local $s f32) (local $inv v128)
     ;; the maximum: start from x[0] in every lane, so padding never wins
     (local.set $max (v128.load32_splat (local.get $x)))
     (block $done1
       (loop $l1
         (br_if $done1 (i32.ge_u (local.get $j) (local.get $n)))
-        (local.set $off (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
+        (local.set $o (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))))
         (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
           (then
-            (local.set $max (f32x4.max (local.get $max) (v128.load (local.get $off))))
+            (local.set $max (f32x4.max (local.get $max) (v128.load (local.get $o))))
             (local.set $j (i32.add (local.get $j) (i32.const 4))))
           (else
-            (local.set $max (f32x4.max (local.get $max) (v128.load32_splat (local.get $off))))
+            (local.set $max (f32x4.max (local.get $max) (v128.load32_splat (local.get $o))))
             (local.set $j (i32.add (local.get $j) (i32.const 1)))))
         (br $l1)))
     (local.set $mx
       (f32.max
         (f32.max (f32x4.extract_lane 0 (local.get $max)) (f32x4.extract_lane 1 (local.get $max)))
         (f32.max (f32x4.extract_lane 2 (local.get $max)) (f32x4.extract_lane 3 (local.get $max)))))
-    (local.set $max (f32x4.splat (local.get $mx)))
-    ;; e = exp(x - max), stored, summed
-    (local.set $sum (v128.const i32x4 0 0 0 0))
+    ;; e = exp(x - max) into y, summed: the vectors in lanes, the tail one float at a time
+    (call $exp (local.get $y) (local.get $x) (local.get $n) (local.get $mx))
     (local.set $j (i32.const 0))
     (block $done2
       (loop $l2
         (br_if $done2 (i32.ge_u (local.get $j) (local.get $n)))
-        (local.set $off (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $o (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))))
         (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
           (then
-            (local.set $e (call $exp
-              (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $off))) (local.get $max))))
-            (v128.store (i32.add (local.get $y) (local.get $off)) (local.get $e))
-            (local.set $sum (f32x4.add (local.get $sum) (local.get $e)))
+            (local.set $sum (f32x4.add (local.get $sum) (v128.load (local.get $o))))
             (local.set $j (i32.add (local.get $j) (i32.const 4))))
           (else
-            (local.set $e (call $exp
-              (f32x4.sub (v128.load32_zero (i32.add (local.get $x) (local.get $off)))
-                (local.get $max))))
-            (v128.store32_lane 0 (i32.add (local.get $y) (local.get $off)) (local.get $e))
-            (local.set $s (f32.add (local.get $s) (f32x4.extract_lane 0 (local.get $e))))
+            (local.set $s (f32.add (local.get $s) (f32.load (local.get $o))))
             (local.set $j (i32.add (local.get $j) (i32.const 1)))))
         (br $l2)))
     (local.set $inv
@@ -659,14 +676,10 @@
     (block $done3
       (loop $l3
         (br_if $done3 (i32.ge_u (local.get $j) (local.get $n)))
-        (local.set $off (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))))
-        (if (i32.le_u (i32.add (local.get $j) (i32.const 4)) (local.get $n))
-          (then
-            (v128.store (local.get $off) (f32x4.mul (v128.load (local.get $off)) (local.get $inv)))
-            (local.set $j (i32.add (local.get $j) (i32.const 4))))
-          (else
-            (f32.store (local.get $off)
-              (f32.mul (f32.load (local.get $off)) (f32x4.extract_lane 0 (local.get $inv))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (local.set $w (call $wide (local.get $j) (local.get $n)))
+        (local.set $o (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))))
+        (call $st (local.get $o) (f32x4.mul (call $ld (local.get $o) (local.get $w)) (local.get $inv))
+          (local.get $w))
+        (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
         (br $l3))))
 )
