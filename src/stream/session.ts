@@ -59,18 +59,29 @@ export interface SessionEvent {
   data: Record<string, unknown>;
 }
 
-/** Each model's output names and tokens as JSON string bytes, made once per loaded version. */
-const jsonNames = new WeakMap<LoadedModel, { names: Uint8Array[]; tokens: Uint8Array[] }>();
+/**
+ * The per-token pieces of a model's step frames, as bytes made once per loaded version:
+ * `tokens[id]` is `,"token":"…"` for input token `id`, and `outputs[k]` opens output k's entry,
+ * `{"token":"…","p":` in a `top` list or `"label":` in `probs`. A frame is then a few copies.
+ */
+interface StepPieces {
+  tokens: Uint8Array[];
+  outputs: Uint8Array[];
+}
 
-function namesOf(loaded: LoadedModel): { names: Uint8Array[]; tokens: Uint8Array[] } {
-  let cached = jsonNames.get(loaded);
+const stepPieces = new WeakMap<LoadedModel, StepPieces>();
+
+function piecesOf(loaded: LoadedModel): StepPieces {
+  let cached = stepPieces.get(loaded);
   if (cached === undefined) {
-    const meta = loaded.model.meta;
+    const { labels, vocabulary } = loaded.model.meta;
     cached = {
-      names: (meta.labels ?? meta.vocabulary ?? []).map((n) => utf8(JSON.stringify(n))),
-      tokens: (loaded.vocab?.tokens ?? []).map((t) => utf8(JSON.stringify(t))),
+      tokens: (loaded.vocab?.tokens ?? []).map((t) => utf8(`,"token":${JSON.stringify(t)}`)),
+      outputs: labels !== null
+        ? labels.map((l) => utf8(`${JSON.stringify(l)}:`))
+        : (vocabulary ?? []).map((t) => utf8(`{"token":${JSON.stringify(t)},"p":`)),
     };
-    jsonNames.set(loaded, cached);
+    stepPieces.set(loaded, cached);
   }
   return cached;
 }
@@ -78,13 +89,10 @@ function namesOf(loaded: LoadedModel): { names: Uint8Array[]; tokens: Uint8Array
 // The fixed parts of a step frame: event: step, data: {"seq":…,"token":…,"top":[{"token":…,
 // "p":…},…]} (or "probs":{label:p,…}), id: seq.
 const STEP_HEAD = utf8('event: step\ndata: {"seq":');
-const TOKEN_KEY = utf8(',"token":');
 const TOP_OPEN = utf8(',"top":[');
-const TOP_ITEM = utf8('{"token":');
-const P_KEY = utf8(',"p":');
 const PROBS_OPEN = utf8(',"probs":{');
 const ID_LINE = utf8("}\nid: ");
-const [COMMA, COLON, CLOSE_BRACE, CLOSE_BRACKET, LF] = [44, 58, 125, 93, 10];
+const [COMMA, CLOSE_BRACE, CLOSE_BRACKET, LF] = [44, 125, 93, 10];
 
 /** What a session runner needs from the app. */
 export interface SessionDeps {
@@ -132,7 +140,7 @@ export class SessionRunner {
   #durable: number;
   #skip: number;
   #applied = 0;
-  readonly #json: { names: Uint8Array[]; tokens: Uint8Array[] }; // names and tokens as JSON
+  readonly #pieces: StepPieces; // the frame pieces of this model
   readonly #top: Int32Array; // each step's top-k, reused
   #closed = false;
   #cancelled = false;
@@ -168,7 +176,7 @@ export class SessionRunner {
     this.#durable = versionstamp === null ? 0 : record.seq;
     this.#skip = skip;
     this.state = bytesToState(record.hidden, loaded.model.network.stateSize);
-    this.#json = namesOf(loaded);
+    this.#pieces = piecesOf(loaded);
     this.#top = new Int32Array(deps.limits.topK);
   }
 
@@ -362,30 +370,26 @@ export class SessionRunner {
    * classifier), framed straight into bytes since it is made for every token.
    */
   #stepped(out: FrameBuffer, id: number, probs: FloatArray, at: number): void {
-    const { names, tokens } = this.#json;
+    const { tokens, outputs } = this.#pieces;
     const seq = ++this.#seq;
     out.bytes(STEP_HEAD);
     out.uint(seq);
-    out.bytes(TOKEN_KEY);
     out.bytes(tokens[id]);
     if (this.loaded.model.meta.labels !== null) {
       out.bytes(PROBS_OPEN);
-      for (let k = 0; k < names.length; k++) {
+      for (let k = 0; k < outputs.length; k++) {
         if (k > 0) out.byte(COMMA);
-        out.bytes(names[k]);
-        out.byte(COLON);
+        out.bytes(outputs[k]);
         out.probAt(probs, at + k);
       }
       out.byte(CLOSE_BRACE);
     } else {
       const best = this.#top;
-      const n = topKInto(best, probs, at, names.length);
+      const n = topKInto(best, probs, at, outputs.length);
       out.bytes(TOP_OPEN);
       for (let r = 0; r < n; r++) {
         if (r > 0) out.byte(COMMA);
-        out.bytes(TOP_ITEM);
-        out.bytes(names[best[r]]);
-        out.bytes(P_KEY);
+        out.bytes(outputs[best[r]]);
         out.probAt(probs, at + best[r]);
         out.byte(CLOSE_BRACE);
       }
