@@ -7,7 +7,7 @@ import { Network, SimdStepper, Stepper, type StreamStepper } from "../src/nn/mod
 import { ModelCache } from "../src/store/model_cache.ts";
 import { publishModel } from "../src/store/registry.ts";
 import { batcherFor, StepBatcher } from "../src/stream/batcher.ts";
-import { topK } from "../src/stream/session.ts";
+import { topK } from "../src/math/top_k.ts";
 import { wireEvents } from "./_sse.ts";
 
 const NET = Network.create({

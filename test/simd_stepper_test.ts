@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { maxAbsDiff } from "./_close.ts";
 import type { FloatArray, Nonlinearity } from "../src/math/mod.ts";
-import { matvec } from "../src/math/mod.ts";
+import { matvec, topKInto } from "../src/math/mod.ts";
 import { type CellKind, Network, Stepper } from "../src/nn/mod.ts";
 import { instantiateKernels, simdAvailable, SimdStepper } from "../src/nn/simd_stepper.ts";
 import { readModelFile } from "../src/format/mod.ts";
@@ -253,4 +253,44 @@ Deno.test("stepMany gives every stream the same bits as stepping it alone", asyn
       });
     }
   }
+});
+
+Deno.test("SimdStepper.topK (WebAssembly) lists what topKInto lists: ties, ±0, NaN, -∞, every k and length", () => {
+  const o = 23;
+  const net = Network.create(
+    {
+      cell: "rnn",
+      nonlinearity: "tanh",
+      input: "embedding",
+      vocabSize: 5,
+      inputSize: 3,
+      hiddenSize: 4,
+      layers: 1,
+      outputSize: o,
+    },
+    3,
+  );
+  const simd = new SimdStepper(net);
+  const probs = simd.step(simd.newState(), 1); // a view of the stepper's memory
+  let seed = 11;
+  const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  const odd = [NaN, -Infinity, -0, 0, Infinity];
+  let compared = 0;
+  for (let trial = 0; trial < 500; trial++) {
+    // few distinct values, so that ties are common; now and then an odd one
+    for (let j = 0; j < o; j++) {
+      probs[j] = trial % 10 === 3 && j % 7 === 2
+        ? odd[(trial / 10 + j) % odd.length | 0]
+        : Math.floor(next() * 6) / 8;
+    }
+    for (const k of [0, 1, 2, 5, 9, o, o + 4]) {
+      const at = trial % 3, length = o - at - (trial % 5);
+      const want = new Int32Array(k), got = new Int32Array(k);
+      const n = topKInto(want, probs, at, length);
+      assert.equal(simd.topK(got, probs, at, length), n, `trial ${trial}, k ${k}`);
+      assert.deepEqual([...got.subarray(0, n)], [...want.subarray(0, n)], `trial ${trial}, k ${k}`);
+      compared++;
+    }
+  }
+  assert.equal(compared, 3500);
 });

@@ -1,6 +1,6 @@
 /**
  * Float32Array kernels for recurrent networks: products, activations, softmax and
- * cross-entropy, and a seeded random generator.
+ * cross-entropy, top-k, and a seeded random generator.
  *
  * @module
  */
@@ -8,4 +8,5 @@ export * from "./types.ts";
 export * from "./matmul.ts";
 export * from "./activations.ts";
 export * from "./softmax.ts";
+export * from "./top_k.ts";
 export * from "./rng.ts";

@@ -3,7 +3,7 @@
 // The inference step of src/nn/stepper.ts on WebAssembly SIMD kernels (step.wat): the network's
 // weights are copied into one wasm memory at construction, packed for the kernel, and a step
 // makes a handful of wasm calls and two copies of the state, allocating nothing.
-import type { FloatArray } from "../math/mod.ts";
+import { type FloatArray, topKInto } from "../math/mod.ts";
 import { gatesOf } from "./config.ts";
 import type { Network } from "./network.ts";
 import { checkBatch, MAX_BATCH, type StreamStepper } from "./stepper.ts";
@@ -37,6 +37,11 @@ export interface StepKernels {
   lstm(h: number, c: number, gi: number, gh: number, n: number): void;
   /** `y = softmax(x)` (N). */
   softmax(y: number, x: number, n: number): void;
+  /**
+   * The indices of the k ≤ N largest of N floats into best, as topKInto lists them, using
+   * scratch (N rounded up to 16 floats); -1 when a value is NaN or -∞ (nothing is listed then).
+   */
+  top_k(best: number, p: number, n: number, k: number, scratch: number): number;
   /** `y = σ(x)` (N). */
   sigmoid(y: number, x: number, n: number): void;
   /** `y = tanh(x)` (N). */
@@ -160,6 +165,9 @@ export class SimdStepper implements StreamStepper {
   readonly #manyLogits: number; // (MAX_BATCH, ceil16(O))
   readonly #manyProbs: Float32Array; // (MAX_BATCH, ceil16(O)), a view of wasm memory
   readonly #manyViews: Float32Array[]; // stream s's state in #manyStates, made once
+  readonly #bestPtr: number; // (ceil16(O)) int32: top_k's indices
+  readonly #topScratch: number; // (ceil16(O)): top_k's copy of the values
+  readonly #i32: Int32Array; // the whole memory
   readonly maxBatch: number = MAX_BATCH;
   readonly probsStride: number;
 
@@ -208,6 +216,8 @@ export class SimdStepper implements StreamStepper {
     this.#manyGh = take(MAX_BATCH * pad16(g));
     this.#manyLogits = take(MAX_BATCH * pad16(o));
     const manyProbs = take(MAX_BATCH * pad16(o));
+    this.#bestPtr = take(pad16(o));
+    this.#topScratch = take(pad16(o));
     // Row-major matrices are copied here, then packed into place by the kernel that reads them;
     // for the embedding fold, W_ih of layer 0 (G, I) and the embedding table (V, I).
     const scratch = take(Math.max(g * Math.max(i, h), o * h, embedding ? (g + v) * i : 0));
@@ -254,6 +264,7 @@ export class SimdStepper implements StreamStepper {
     this.logits = f32.subarray(this.#logitsPtr / 4, this.#logitsPtr / 4 + o);
     this.probs = f32.subarray(this.#probsPtr / 4, this.#probsPtr / 4 + o);
     this.#f32 = f32;
+    this.#i32 = new Int32Array(memory.buffer);
     this.probsStride = pad16(o);
     this.#manyProbs = f32.subarray(manyProbs / 4, manyProbs / 4 + MAX_BATCH * pad16(o));
     const sl = net.stateSize;
@@ -326,6 +337,33 @@ export class SimdStepper implements StreamStepper {
       states[s].set(this.#manyViews[s]);
     }
     return this.#manyProbs;
+  }
+
+  /**
+   * The largest probabilities' indices, as {@linkcode topKInto} lists them, computed in
+   * WebAssembly (top_k in step.wat: the largest found k times, four lanes at a time, with no
+   * branch on the values' order) when `probs` is this stepper's output, as `step` and
+   * `stepMany` return it; otherwise, or for a NaN or -∞ among the values, by topKInto.
+   *
+   * @param best receives the indices (its length is k)
+   * @param probs values
+   * @param at where the values start
+   * @param length how many values
+   * @returns how many indices were written: min(k, length)
+   */
+  topK(best: Int32Array, probs: FloatArray, at: number, length: number): number {
+    const k = Math.min(best.length, length);
+    // (top_k's buffers hold probsStride values)
+    if (
+      probs.buffer !== this.#f32.buffer || length > this.probsStride || at + length > probs.length
+    ) {
+      return topKInto(best, probs, at, length);
+    }
+    const n = this.#k.top_k(this.#bestPtr, probs.byteOffset + at * 4, length, k, this.#topScratch);
+    if (n < 0) return topKInto(best, probs, at, length);
+    const from = this.#bestPtr / 4;
+    for (let r = 0; r < n; r++) best[r] = this.#i32[from + r];
+    return n;
   }
 
   /**

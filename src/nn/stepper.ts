@@ -1,6 +1,6 @@
 // L layers, H hidden, G gates, I input to layer 0, V vocabulary, O outputs.
 // The inference path: one stream, one token at a time, nothing allocated per step.
-import { type FloatArray, matmulABt, matvec, softmaxRow } from "../math/mod.ts";
+import { type FloatArray, matmulABt, matvec, softmaxRow, topKInto } from "../math/mod.ts";
 import { gatesOf } from "./config.ts";
 import { gruStep } from "./gru_cell.ts";
 import { lstmStep } from "./lstm_cell.ts";
@@ -35,6 +35,11 @@ export interface StreamStepper {
    * Returns the probabilities, stream s's at `s * probsStride`; valid until the next call.
    */
   stepMany(states: readonly FloatArray[], tokens: ArrayLike<number>, n: number): FloatArray;
+  /**
+   * The indices of the `best.length` largest of `probs[at .. at + length)` into `best`, as
+   * `topKInto` (math/top_k.ts) lists them; returns how many were written.
+   */
+  topK(best: Int32Array, probs: FloatArray, at: number, length: number): number;
 }
 
 /** Batch size of the steppers here: enough to share each weight load, small enough to keep
@@ -153,6 +158,19 @@ export class Stepper implements StreamStepper {
     this.advance(state, input);
     softmaxRow(this.probs, this.logits, 0, this.logits.length);
     return this.probs;
+  }
+
+  /**
+   * The largest probabilities' indices, by {@linkcode topKInto}.
+   *
+   * @param best receives the indices (its length is k)
+   * @param probs values
+   * @param at where the values start
+   * @param length how many values
+   * @returns how many indices were written: min(k, length)
+   */
+  topK(best: Int32Array, probs: FloatArray, at: number, length: number): number {
+    return topKInto(best, probs, at, length);
   }
 
   /**

@@ -749,4 +749,91 @@
           (local.get $w))
         (local.set $j (i32.add (local.get $j) (call $stride (local.get $w))))
         (br $l3))))
+
+  ;; ---------------------------------------------------------------------------------------------
+  ;; The indices of the k largest of N floats at $p into $best (k ≤ N i32s), largest first, the
+  ;; lower index first among equal values: what topKInto (session.ts) gives, for values with no
+  ;; NaN and no -∞, which the caller checks (the result is -1 otherwise, and it uses topKInto).
+  ;; The values are copied to $scratch (N rounded up to 16, the padding -∞); then k times the
+  ;; largest is found four lanes at a time, its first index taken and its value replaced by -∞.
+  ;; No branch depends on the order of the values, which is what makes an insertion list slow.
+  (func (export "top_k") (param $best i32) (param $p i32) (param $n i32) (param $k i32)
+    (param $scratch i32) (result i32)
+    (local $j i32) (local $o i32) (local $end i32) (local $r i32) (local $v v128) (local $bad v128)
+    (local $m0 v128) (local $m1 v128) (local $m2 v128) (local $m3 v128) (local $ninf v128)
+    (local $m f32) (local $at i32)
+    (local.set $ninf (v128.const f32x4 -inf -inf -inf -inf))
+    (local.set $end (i32.shl (i32.and (i32.add (local.get $n) (i32.const 15)) (i32.const -16))
+      (i32.const 2)))
+    ;; copy, padding with -∞; note any NaN (x ≠ x) or -∞
+    (local.set $bad (v128.const i32x4 0 0 0 0))
+    (block $copied
+      (loop $copy
+        (br_if $copied (i32.ge_u (local.get $j) (local.get $n)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (local.set $v (call $ld (i32.add (local.get $p) (local.get $o)) (call $wide (local.get $j) (local.get $n))))
+        (local.set $bad (v128.or (local.get $bad)
+          (v128.or (f32x4.ne (local.get $v) (local.get $v)) (f32x4.eq (local.get $v) (local.get $ninf)))))
+        (if (call $wide (local.get $j) (local.get $n))
+          (then
+            (v128.store (i32.add (local.get $scratch) (local.get $o)) (local.get $v))
+            (local.set $j (i32.add (local.get $j) (i32.const 4))))
+          (else
+            (f32.store (i32.add (local.get $scratch) (local.get $o)) (f32x4.extract_lane 0 (local.get $v)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))))
+        (br $copy)))
+    ;; (a one-lane load's other lanes are 0, which is neither)
+    (if (v128.any_true (local.get $bad)) (then (return (i32.const -1))))
+    (block $padded
+      (loop $pad
+        (br_if $padded (i32.ge_u (i32.shl (local.get $j) (i32.const 2)) (local.get $end)))
+        (f32.store (i32.add (local.get $scratch) (i32.shl (local.get $j) (i32.const 2)))
+          (f32.const -inf))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $pad)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $r) (local.get $k)))
+        ;; the largest: sixteen values per pass into four accumulators
+        (local.set $m0 (local.get $ninf))
+        (local.set $m1 (local.get $ninf))
+        (local.set $m2 (local.get $ninf))
+        (local.set $m3 (local.get $ninf))
+        (local.set $o (local.get $scratch))
+        (local.set $at (i32.add (local.get $scratch) (local.get $end)))
+        (block $maxed
+          (loop $max
+            (br_if $maxed (i32.ge_u (local.get $o) (local.get $at)))
+            (local.set $m0 (f32x4.pmax (local.get $m0) (v128.load offset=0 (local.get $o))))
+            (local.set $m1 (f32x4.pmax (local.get $m1) (v128.load offset=16 (local.get $o))))
+            (local.set $m2 (f32x4.pmax (local.get $m2) (v128.load offset=32 (local.get $o))))
+            (local.set $m3 (f32x4.pmax (local.get $m3) (v128.load offset=48 (local.get $o))))
+            (local.set $o (i32.add (local.get $o) (i32.const 64)))
+            (br $max)))
+        (local.set $m0 (f32x4.pmax (f32x4.pmax (local.get $m0) (local.get $m1))
+          (f32x4.pmax (local.get $m2) (local.get $m3))))
+        (local.set $m (f32.max
+          (f32.max (f32x4.extract_lane 0 (local.get $m0)) (f32x4.extract_lane 1 (local.get $m0)))
+          (f32.max (f32x4.extract_lane 2 (local.get $m0)) (f32x4.extract_lane 3 (local.get $m0)))))
+        (local.set $m0 (f32x4.splat (local.get $m)))
+        ;; its first index: the first vector with a lane equal to it, then that vector's lanes
+        (local.set $o (i32.const 0))
+        (block $found
+          (loop $find
+            (br_if $found (v128.any_true (f32x4.eq (local.get $m0)
+              (v128.load (i32.add (local.get $scratch) (local.get $o))))))
+            (local.set $o (i32.add (local.get $o) (i32.const 16)))
+            (br $find)))
+        (local.set $at (i32.add (local.get $scratch) (local.get $o)))
+        (block $lane
+          (loop $lanes
+            (br_if $lane (f32.eq (f32.load (local.get $at)) (local.get $m)))
+            (local.set $at (i32.add (local.get $at) (i32.const 4)))
+            (br $lanes)))
+        (i32.store (i32.add (local.get $best) (i32.shl (local.get $r) (i32.const 2)))
+          (i32.shr_u (i32.sub (local.get $at) (local.get $scratch)) (i32.const 2)))
+        (f32.store (local.get $at) (f32.const -inf))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $next)))
+    (local.get $k))
 )
