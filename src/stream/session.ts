@@ -61,12 +61,15 @@ export interface SessionEvent {
 
 /**
  * The per-token pieces of a model's step frames, as bytes made once per loaded version:
- * `tokens[id]` is `,"token":"…"` for input token `id`, and `outputs[k]` opens output k's entry,
- * `{"token":"…","p":` in a `top` list or `"label":` in `probs`. A frame is then a few copies.
+ * `tokens[id]` is `,"token":"…"` for input token `id`; `first[k]` opens the list with output k's
+ * entry and `later[k]` follows the previous entry with it: `,"top":[{"token":"…","p":` and
+ * `},{"token":"…","p":` for a language model's top-k, `,"probs":{"label":` and `,"label":` for a
+ * classifier's probabilities. A frame is then a few copies and the numbers.
  */
 interface StepPieces {
   tokens: Uint8Array[];
-  outputs: Uint8Array[];
+  first: Uint8Array[];
+  later: Uint8Array[];
 }
 
 const stepPieces = new WeakMap<LoadedModel, StepPieces>();
@@ -75,11 +78,13 @@ function piecesOf(loaded: LoadedModel): StepPieces {
   let cached = stepPieces.get(loaded);
   if (cached === undefined) {
     const { labels, vocabulary } = loaded.model.meta;
+    const names = (labels ?? vocabulary ?? []).map((n) => JSON.stringify(n));
     cached = {
       tokens: (loaded.vocab?.tokens ?? []).map((t) => utf8(`,"token":${JSON.stringify(t)}`)),
-      outputs: labels !== null
-        ? labels.map((l) => utf8(`${JSON.stringify(l)}:`))
-        : (vocabulary ?? []).map((t) => utf8(`{"token":${JSON.stringify(t)},"p":`)),
+      first: names.map((n) =>
+        utf8(labels !== null ? `,"probs":{${n}:` : `,"top":[{"token":${n},"p":`)
+      ),
+      later: names.map((n) => utf8(labels !== null ? `,${n}:` : `},{"token":${n},"p":`)),
     };
     stepPieces.set(loaded, cached);
   }
@@ -89,10 +94,14 @@ function piecesOf(loaded: LoadedModel): StepPieces {
 // The fixed parts of a step frame: event: step, data: {"seq":…,"token":…,"top":[{"token":…,
 // "p":…},…]} (or "probs":{label:p,…}), id: seq.
 const STEP_HEAD = utf8('event: step\ndata: {"seq":');
-const TOP_OPEN = utf8(',"top":[');
-const PROBS_OPEN = utf8(',"probs":{');
+const EMPTY_TOP = utf8(',"top":[]');
+const EMPTY_PROBS = utf8(',"probs":{}');
+const TOP_CLOSE = utf8("}]");
+const PROBS_CLOSE = utf8("}");
 const ID_LINE = utf8("}\nid: ");
-const [COMMA, CLOSE_BRACE, CLOSE_BRACKET, LF] = [44, 125, 93, 10];
+const TOP_CLOSE_ID = utf8("}]}\nid: ");
+const PROBS_CLOSE_ID = utf8("}}\nid: ");
+const BLANK_LINE = utf8("\n\n");
 
 /** What a session runner needs from the app. */
 export interface SessionDeps {
@@ -370,36 +379,36 @@ export class SessionRunner {
    * classifier), framed straight into bytes since it is made for every token.
    */
   #stepped(out: FrameBuffer, id: number, probs: FloatArray, at: number): void {
-    const { tokens, outputs } = this.#pieces;
+    const { tokens, first, later } = this.#pieces;
     const seq = ++this.#seq;
     out.bytes(STEP_HEAD);
     out.uint(seq);
     out.bytes(tokens[id]);
-    if (this.loaded.model.meta.labels !== null) {
-      out.bytes(PROBS_OPEN);
-      for (let k = 0; k < outputs.length; k++) {
-        if (k > 0) out.byte(COMMA);
-        out.bytes(outputs[k]);
+    const classifier = this.loaded.model.meta.labels !== null;
+    let n: number; // entries listed
+    if (classifier) {
+      n = first.length;
+      for (let k = 0; k < n; k++) {
+        out.bytes(k === 0 ? first[k] : later[k]);
         out.probAt(probs, at + k);
       }
-      out.byte(CLOSE_BRACE);
     } else {
       const best = this.#top;
-      const n = this.loaded.stepper.topK(best, probs, at, outputs.length);
-      out.bytes(TOP_OPEN);
+      n = this.loaded.stepper.topK(best, probs, at, first.length);
       for (let r = 0; r < n; r++) {
-        if (r > 0) out.byte(COMMA);
-        out.bytes(outputs[best[r]]);
+        out.bytes(r === 0 ? first[best[r]] : later[best[r]]);
         out.probAt(probs, at + best[r]);
-        out.byte(CLOSE_BRACE);
       }
-      out.byte(CLOSE_BRACKET);
     }
-    if (this.includeHidden) out.text(`,"h":${hiddenJson(this.state, this.#hiddenUnits)}`);
-    out.bytes(ID_LINE);
+    if (n === 0) out.bytes(classifier ? EMPTY_PROBS : EMPTY_TOP);
+    if (this.includeHidden) {
+      if (n > 0) out.bytes(classifier ? PROBS_CLOSE : TOP_CLOSE);
+      out.text(`,"h":${hiddenJson(this.state, this.#hiddenUnits)}`);
+      out.bytes(ID_LINE);
+    } else if (n > 0) out.bytes(classifier ? PROBS_CLOSE_ID : TOP_CLOSE_ID);
+    else out.bytes(ID_LINE);
     out.uint(seq);
-    out.byte(LF);
-    out.byte(LF);
+    out.bytes(BLANK_LINE);
     out.end();
   }
 
