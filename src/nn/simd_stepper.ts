@@ -355,7 +355,8 @@ export class SimdStepper implements StreamStepper {
     const k = Math.min(best.length, length);
     // (top_k's buffers hold probsStride values)
     if (
-      probs.buffer !== this.#f32.buffer || length > this.probsStride || at + length > probs.length
+      !(probs instanceof Float32Array) || probs.buffer !== this.#f32.buffer ||
+      length > this.probsStride || at + length > probs.length
     ) {
       return topKInto(best, probs, at, length);
     }
