@@ -83,10 +83,14 @@ export async function* listSessions(
  *
  * Writes are grouped: while one commit to a store is in flight, the writes that arrive wait and
  * then go together in one atomic operation, each with its own versionstamp check (a group
- * commit). Every durable write costs the store about the same, so a thousand sessions
- * checkpointing at once cost a few dozen commits, not a thousand. A write alone goes at once.
- * If a group's commit fails a check, its writes are retried one by one, so only the write that
- * lost its race gets the conflict.
+ * commit). A commit costs the store far more than a write in it (on the local SQLite store,
+ * about 300 µs of CPU for a commit of one write against about 25 µs per write in a commit of
+ * 64), so a thousand sessions checkpointing at once cost a few dozen commits, not a thousand.
+ * A write that finds the store idle goes at once; while writes keep coming (a commit started
+ * within the last {@linkcode GATHER_MS}), a write waits up to that long for company, because
+ * commits are quick enough that otherwise a busy server would commit its writes nearly one
+ * by one. If a group's commit fails a check, its writes are retried one by one, so only the
+ * write that lost its race gets the conflict.
  *
  * @param kv the store
  * @param id a validated session id
@@ -123,6 +127,12 @@ interface PendingWrite {
 
 /** Most writes in one atomic operation (Deno KV allows 100 checks and 1,000 mutations). */
 const GROUP_WRITES = 64;
+/**
+ * How long a write waits for others while the store is busy (ms): the longest a checkpoint
+ * lands later than it could have. At 100,000 tokens/s over two isolates, checkpointing every 64
+ * tokens, it turns groups of one or two writes into groups of about eight.
+ */
+export const GATHER_MS = 10;
 /** Most state bytes in one atomic operation (Deno KV allows 800 KiB of mutations). */
 const GROUP_BYTES = 400_000;
 
@@ -132,7 +142,8 @@ const groups = new WeakMap<Deno.Kv, GroupCommit>();
 class GroupCommit {
   readonly #kv: Deno.Kv;
   #queue: PendingWrite[] = [];
-  #busy = false;
+  #busy = false; // a commit in flight, or a write waiting for company
+  #lastCommit = -Infinity; // when the last group's commit started (performance.now())
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -143,12 +154,15 @@ class GroupCommit {
       w.resolve = resolve;
       w.reject = reject;
       this.#queue.push(w);
-      if (!this.#busy) this.#run();
+      if (this.#busy) return; // the run in progress takes it
+      this.#busy = true;
+      if (performance.now() - this.#lastCommit < GATHER_MS) {
+        setTimeout(() => this.#run(), GATHER_MS);
+      } else this.#run();
     });
   }
 
   async #run(): Promise<void> {
-    this.#busy = true;
     try {
       while (this.#queue.length > 0) {
         // Take writes in order, at most one per session, within the limits.
@@ -168,7 +182,14 @@ class GroupCommit {
           } else rest.push(w);
         }
         this.#queue = rest;
+        this.#lastCommit = performance.now();
         await this.#commit(group);
+        // The writes that came meanwhile: while they keep coming, gather more before the next
+        // commit (a full group goes at once).
+        const wait = GATHER_MS - (performance.now() - this.#lastCommit);
+        if (this.#queue.length > 0 && this.#queue.length < GROUP_WRITES && wait > 0) {
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
       }
     } finally {
       this.#busy = false;
