@@ -84,8 +84,9 @@ export async function* listSessions(
  * Writes are grouped: while one commit to a store is in flight, the writes that arrive wait and
  * then go together in one atomic operation, each with its own versionstamp check (a group
  * commit). A commit costs the store far more than a write in it (on the local SQLite store,
- * about 300 µs of CPU for a commit of one write against about 25 µs per write in a commit of
- * 64), so a thousand sessions checkpointing at once cost a few dozen commits, not a thousand.
+ * about 300 µs of CPU for a commit of one write against about 30 µs per write in a commit of
+ * 64: `deno task bench:kv`), so a thousand sessions checkpointing at once cost a few dozen
+ * commits, not a thousand.
  * A write that finds the store idle goes at once; while writes keep coming (a commit started
  * within the last {@linkcode GATHER_MS}), a write waits up to that long for company, because
  * commits are quick enough that otherwise a busy server would commit its writes nearly one
