@@ -776,6 +776,13 @@ Deno.test("a checkpoint is written while stepping goes on, and its event follows
     release();
     const landed = await pending;
     assert.deepEqual([landed?.event, landed?.data], ["checkpoint", { seq: 4 }]);
+    // What landed is the state after its seq's token, copied between two tokens of a run that
+    // went on (seq 8 may have landed too by now: either must match its own seq).
+    const early = await readSession(store, "behind");
+    const upTo = new Reference(GRU);
+    upTo.feed("abcdefghij".slice(0, early!.record.seq));
+    assert.ok([4, 8].includes(early!.record.seq), `durable seq ${early!.record.seq}`);
+    near(stateOf(early), upTo.state, `state after ${early!.record.seq} tokens`);
     body.close();
     const rest = await reader.rest();
     assert.deepEqual(rest.filter((e) => e.event !== "checkpoint").map((e) => [e.event, e.id]), [
