@@ -15,6 +15,26 @@ const STEPS = 200;
 const TOLERANCE = 1e-5;
 const ACTIVATION_TOLERANCE = 1e-6;
 
+/** An embedding network of the given shape (nonlinearity tanh unless given). */
+function embeddingNet(
+  cell: CellKind,
+  shape: { v: number; i: number; h: number; layers: number; o: number },
+  seed: number,
+  nonlinearity: Nonlinearity = "tanh",
+): Network {
+  const { v, i, h, layers, o } = shape;
+  return Network.create({
+    cell,
+    nonlinearity,
+    input: "embedding",
+    vocabSize: v,
+    inputSize: i,
+    hiddenSize: h,
+    layers,
+    outputSize: o,
+  }, seed);
+}
+
 Deno.test("simdAvailable() is true on Deno", () => {
   assert.equal(simdAvailable(), true);
 });
@@ -97,18 +117,11 @@ for (const [cell, nonlinearity] of cases) {
       const name = cell === "rnn" ? `rnn ${nonlinearity}` : cell;
       Deno.test(`SimdStepper matches Stepper for ${name}, ${layers} layer(s), H=${H}`, () => {
         const V = 23, I = 6, O = 19;
-        const net = Network.create(
-          {
-            cell,
-            nonlinearity,
-            input: "embedding",
-            vocabSize: V,
-            inputSize: I,
-            hiddenSize: H,
-            layers,
-            outputSize: O,
-          },
+        const net = embeddingNet(
+          cell,
+          { v: V, i: I, h: H, layers, o: O },
           31 + layers + H,
+          nonlinearity,
         );
         const ts = new Stepper(net), wasm = new SimdStepper(net);
         const a = ts.newState(), b = wasm.newState(); // (S, L, H)
@@ -163,19 +176,7 @@ Deno.test("SimdStepper matches Stepper on dense input (gru, 2 layers, H=13)", ()
 });
 
 Deno.test("SimdStepper refuses what Stepper refuses", () => {
-  const net = Network.create(
-    {
-      cell: "lstm",
-      nonlinearity: "tanh",
-      input: "embedding",
-      vocabSize: 5,
-      inputSize: 3,
-      hiddenSize: 4,
-      layers: 1,
-      outputSize: 5,
-    },
-    1,
-  );
+  const net = embeddingNet("lstm", { v: 5, i: 3, h: 4, layers: 1, o: 5 }, 1);
   const wasm = new SimdStepper(net);
   const state = wasm.newState();
   assert.throws(() => wasm.step(state, 5), RangeError);
@@ -221,16 +222,8 @@ Deno.test("stepMany gives every stream the same bits as stepping it alone", asyn
   for (const cell of ["rnn", "gru", "lstm"] as const) {
     for (const layers of [1, 2]) {
       await t.step(`${cell}, ${layers} layer(s)`, () => {
-        const net = Network.create({
-          cell,
-          nonlinearity: "tanh",
-          input: "embedding",
-          vocabSize: 11,
-          inputSize: 6,
-          hiddenSize: 21, // off a multiple of 4 and 16
-          layers,
-          outputSize: 11,
-        }, 3);
+        // H = 21: off a multiple of 4 and 16
+        const net = embeddingNet(cell, { v: 11, i: 6, h: 21, layers, o: 11 }, 3);
         for (const make of [() => new SimdStepper(net), () => new Stepper(net)]) {
           const stepper = make(), alone = make();
           for (const n of [1, 2, 3, 5, stepper.maxBatch]) {
@@ -257,25 +250,12 @@ Deno.test("stepMany gives every stream the same bits as stepping it alone", asyn
 
 Deno.test("SimdStepper.topK (WebAssembly) lists what topKInto lists: ties, ±0, NaN, -∞, every k and length", () => {
   const o = 23;
-  const net = Network.create(
-    {
-      cell: "rnn",
-      nonlinearity: "tanh",
-      input: "embedding",
-      vocabSize: 5,
-      inputSize: 3,
-      hiddenSize: 4,
-      layers: 1,
-      outputSize: o,
-    },
-    3,
-  );
+  const net = embeddingNet("rnn", { v: 5, i: 3, h: 4, layers: 1, o }, 3);
   const simd = new SimdStepper(net);
   const probs = simd.step(simd.newState(), 1); // a view of the stepper's memory
   let seed = 11;
   const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
   const odd = [NaN, -Infinity, -0, 0, Infinity];
-  let compared = 0;
   for (let trial = 0; trial < 500; trial++) {
     // few distinct values, so that ties are common; now and then an odd one
     for (let j = 0; j < o; j++) {
@@ -289,8 +269,6 @@ Deno.test("SimdStepper.topK (WebAssembly) lists what topKInto lists: ties, ±0, 
       const n = topKInto(want, probs, at, length);
       assert.equal(simd.topK(got, probs, at, length), n, `trial ${trial}, k ${k}`);
       assert.deepEqual([...got.subarray(0, n)], [...want.subarray(0, n)], `trial ${trial}, k ${k}`);
-      compared++;
     }
   }
-  assert.equal(compared, 3500);
 });
