@@ -352,7 +352,6 @@ export class SimdStepper implements StreamStepper {
    * @returns how many indices were written: min(k, length)
    */
   topK(best: Int32Array, probs: FloatArray, at: number, length: number): number {
-    const k = Math.min(best.length, length);
     // (top_k's buffers hold probsStride values)
     if (
       !(probs instanceof Float32Array) || probs.buffer !== this.#f32.buffer ||
@@ -360,6 +359,7 @@ export class SimdStepper implements StreamStepper {
     ) {
       return topKInto(best, probs, at, length);
     }
+    const k = Math.min(best.length, length);
     const n = this.#k.top_k(this.#bestPtr, probs.byteOffset + at * 4, length, k, this.#topScratch);
     if (n < 0) return topKInto(best, probs, at, length);
     const from = this.#bestPtr / 4;

@@ -41,8 +41,9 @@ export interface BatchStats {
  * joins it. (A zero timeout would do the same but waits for the timer's tick, 1-2 ms in
  * Deno.) Otherwise the queue is drained in a microtask: a lone session waits for nothing. A
  * drain steps its runs in rounds of one token per run, up to the stepper's batch size per call,
- * until every run is done; runs that arrive meanwhile wait for the next drain. A drain with one run steps it token by token, exactly as
- * the stepper alone would (stepMany gives the same bits, so batching never changes a result).
+ * until every run is done; runs that arrive meanwhile wait for the next drain. A drain with
+ * one run steps it token by token, exactly as the stepper alone would (stepMany gives the same
+ * bits, so batching never changes a result).
  *
  * @example
  * ```ts

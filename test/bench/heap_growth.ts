@@ -1,9 +1,9 @@
 // V vocabulary, H hidden; batch 1. Shows that the per-token path keeps nothing: steps a million
-// tokens (or the count given as the first argument) through Stepper, SimdStepper and SimdStepper's
-// batched stepMany, and reports
-// the JavaScript heap before and after, with a full garbage collection at both ends, and the bytes
-// allocated meanwhile (V8's running total, node:v8 allocatedBytes()),
-// which counts garbage that the collections would hide from the heap's growth.
+// tokens (or the count given as the first argument) through Stepper, SimdStepper and
+// SimdStepper's batched stepMany, and reports the JavaScript heap before and after, with a full
+// garbage collection at both ends, and the bytes allocated meanwhile (V8's running total,
+// `total_allocated_bytes` of node:v8's heap statistics), which counts garbage that the
+// collections would hide from the heap's growth.
 // Run: deno task bench:heap [STEPS]
 import { getHeapStatistics } from "node:v8";
 import { Network, SimdStepper, Stepper, type StreamStepper } from "../../src/nn/mod.ts";
