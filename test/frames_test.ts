@@ -16,7 +16,7 @@ Deno.test("FrameBuffer", async (t) => {
     }
     for (const p of values) {
       const out = new FrameBuffer(() => {});
-      out.prob(p);
+      out.probAt(Float64Array.of(p), 0);
       const written = text(out);
       assert.equal(written, probText(p), `${p}`);
       assert.equal(String(Number(written)), written, `${p} is canonical`);

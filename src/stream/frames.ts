@@ -74,7 +74,6 @@ export class FrameBuffer {
   #length = 0;
   #pending = false;
   #frames = 0;
-  readonly #one = new Float64Array(1); // prob's value, so that it is not boxed on its way
   readonly #onPending: () => void;
 
   /**
@@ -167,20 +166,10 @@ export class FrameBuffer {
   }
 
   /**
-   * Appends a probability as {@linkcode probText} writes it. Values in [1e-6, 1) (nearly all)
-   * are printed digit by digit here, without making a string.
-   *
-   * @param p the value
-   */
-  prob(p: number): void {
-    this.#one[0] = p;
-    this.probAt(this.#one, 0);
-  }
-
-  /**
-   * Appends `values[index]` as {@linkcode FrameBuffer.prob} does. The per-token path passes the
-   * array and the index rather than the number: a float passed to a call is boxed (allocated)
-   * unless the call is inlined, and a step event has five of them.
+   * Appends a probability, `values[index]`, as {@linkcode probText} writes it. Values in
+   * [1e-6, 1) (nearly all) are printed digit by digit here, without making a string. The array
+   * and the index are passed rather than the number: a float passed to a call is boxed
+   * (allocated) unless the call is inlined, and a step event has five of them.
    *
    * @param values the values
    * @param index which one
