@@ -15,7 +15,11 @@
 // Resident memory of the server (VmRSS) is read from /proc before each level, as a peak while
 // all N sessions of the latency mode are open, and after; "per open session" is
 // (peak - before) / N, shown from 100 sessions on (below that, heap growth is noise). Each
-// level stops after about --seconds (20) in total, shared equally by the modes.
+// level stops after about --seconds (20) in total, shared equally by the modes. Each mode also
+// reports the host's steal time from /proc/stat: the share of this virtual machine's CPU time
+// that the hypervisor gave to other guests while they waited. It tells a run starved of CPU
+// from one that ran slower (on the build machine it stays below about 2 % even when the same
+// run needs a third more CPU: the host slows the cores down rather than taking them away).
 //
 // - rate: each session streams text at --rate tokens/s in writes of --chunk tokens, the way a
 //   client that types or transcribes would; per-token latency as in the latency mode. N × rate
@@ -99,6 +103,20 @@ function cpuSeconds(pid: number | "self"): number | null {
   }
 }
 
+/**
+ * The machine's CPU ticks from /proc/stat: all of them, and those stolen by the hypervisor
+ * (time a virtual CPU was ready to run while the host ran something else); null if unknown.
+ */
+function cpuTicks(): { total: number; steal: number } | null {
+  try {
+    const line = Deno.readTextFileSync("/proc/stat").split("\n")[0];
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number); // user … steal
+    return { total: f.reduce((a, b) => a + b, 0), steal: f[7] };
+  } catch {
+    return null;
+  }
+}
+
 /** Samples the server's VmRSS every 50 ms and keeps the largest. */
 class RssPeak {
   peak = 0;
@@ -124,13 +142,15 @@ interface Row {
   p99: number;
   note: string;
   cpu: string;
+  /** Share of the machine's CPU time the hypervisor gave to other guests during the mode. */
+  steal: string;
   rssBefore: number;
   rssPeak: number;
   rssAfter: number;
 }
 
 /** What a mode measures itself; {@linkcode measured} adds CPU and memory. */
-type ModeRow = Omit<Row, "cpu" | "rssBefore" | "rssPeak" | "rssAfter">;
+type ModeRow = Omit<Row, "cpu" | "steal" | "rssBefore" | "rssPeak" | "rssAfter">;
 
 /** Latency mode: N sessions, each writes a token only after the previous one's step arrived. */
 async function latencyMode(server: ServerProcess, n: number, budgetMs: number): Promise<ModeRow> {
@@ -373,8 +393,10 @@ async function measured(server: ServerProcess, run: () => Promise<ModeRow>): Pro
   const rssBefore = server.rssKiB() ?? 0;
   const rss = new RssPeak(server);
   const s0 = cpuSeconds(server.pid), c0 = cpuSeconds("self"), t0 = performance.now();
+  const k0 = cpuTicks();
   const row = await run();
   const s1 = cpuSeconds(server.pid), c1 = cpuSeconds("self");
+  const k1 = cpuTicks();
   const wall = (performance.now() - t0) / 1000;
   const rssPeak = rss.stop();
   await sleep(200);
@@ -383,6 +405,9 @@ async function measured(server: ServerProcess, run: () => Promise<ModeRow>): Pro
   return {
     ...row,
     cpu: `${pct(s0, s1)} / ${pct(c0, c1)}`,
+    steal: k0 === null || k1 === null || k1.total === k0.total
+      ? "?"
+      : `${((100 * (k1.steal - k0.steal)) / (k1.total - k0.total)).toFixed(1)}%`,
     rssBefore,
     rssPeak,
     rssAfter: server.rssKiB() ?? 0,
@@ -467,9 +492,10 @@ try {
   );
   console.log(
     "| sessions | mode | steps | s | steps/s | p50 ms/token | p99 ms/token | CPU server / client " +
-      "| server RSS before → peak → after (MiB) | KiB per open session | notes |",
+      "| host steal | server RSS before → peak → after (MiB) " +
+      "| KiB per open session | notes |",
   );
-  console.log("|---:|---|---:|---:|---:|---:|---:|---|---|---:|---|");
+  console.log("|---:|---|---:|---:|---:|---:|---:|---|---:|---|---:|---|");
   for (const r of rows) {
     const perSession = !r.mode.startsWith("throughput") && r.sessions >= 100
       ? ((r.rssPeak - r.rssBefore) / r.sessions).toFixed(1)
@@ -484,6 +510,7 @@ try {
       fx(r.p50, 3),
       fx(r.p99, 3),
       r.cpu,
+      r.steal,
       rssCell,
       perSession,
       r.note,
