@@ -756,6 +756,43 @@ async function heldStream(app: Hono, id: string, text: string) {
   return { body, reader };
 }
 
+Deno.test("a checkpoint event that lands between writes leaves with the next steps, or alone soon after", async () => {
+  await withGatedApp(async ({ app, release }) => {
+    const body = new ControlledBody();
+    const res = await post(app, "held", body.stream);
+    const chunks = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    /** Reads the response chunk by chunk (each one enqueue of the server) up to `last`. */
+    const upTo = async (last: RegExp, label: string) => {
+      const seen: string[] = [];
+      while (!seen.some((c) => last.test(c))) {
+        const { done, value } = await withTimeout(chunks.read(), 5000, label);
+        if (done) throw new Error(`the stream ended before ${label}`);
+        seen.push(value);
+      }
+      return seen;
+    };
+    const checkpoint = (seq: number) => `event: checkpoint\ndata: {"seq":${seq}}\nid: ${seq}\n\n`;
+    body.send("abcd");
+    await upTo(/id: 4\n/, "step 4");
+    // The checkpoint of seq 4 is held at the store: 5..8 are stepped, then the next one waits.
+    body.send("efghij");
+    await upTo(/id: 8\n/, "step 8");
+    release();
+    // It lands while the client is quiet, and the stepping goes on at once (9 and 10): the
+    // event leaves in the same chunk as those steps, before them.
+    const [together, ...more] = await upTo(/id: 10\n/, "step 10");
+    assert.deepEqual(more, [], "one chunk");
+    assert.ok(together.startsWith(checkpoint(4) + "event: step\n"), together);
+    // The checkpoint of seq 8 lands with nothing after it: it leaves alone, within HOLD_MS.
+    const alone = await upTo(/event: checkpoint/, "checkpoint 8");
+    assert.deepEqual(alone, [checkpoint(8)]);
+    body.close();
+    let rest = "";
+    for (let r = await chunks.read(); !r.done; r = await chunks.read()) rest += r.value;
+    assert.ok(rest.startsWith(checkpoint(10) + "event: done\n"), rest);
+  });
+});
+
 Deno.test("a checkpoint is written while stepping goes on, and its event follows when it lands", async () => {
   await withGatedApp(async ({ app, store, release }) => {
     const { body, reader } = await heldStream(app, "behind", "abcdefghij");

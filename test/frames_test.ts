@@ -68,4 +68,22 @@ Deno.test("FrameBuffer", async (t) => {
     out.clear();
     assert.equal(out.take(), null);
   });
+
+  await t.step("a held event waits for the next take, is not a frame, and is told apart", () => {
+    let told = 0, held = 0;
+    const out = new FrameBuffer(() => told++, () => held++);
+    const checkpoint = { event: "checkpoint" as const, id: 4, data: { seq: 4 } };
+    out.eventLater(checkpoint);
+    assert.deepEqual([told, held, out.frames], [0, 1, 0], "its owner bounds the wait");
+    out.byte(33);
+    out.end();
+    assert.deepEqual([told, held, out.frames], [1, 1, 1]);
+    out.eventLater(checkpoint);
+    assert.equal(held, 1, "a take is already due: it goes with it");
+    assert.equal(text(out), frameEvent(checkpoint) + "!" + frameEvent(checkpoint));
+    const plain = new FrameBuffer(() => told++);
+    plain.eventLater(checkpoint);
+    assert.equal(told, 2, "without onHeld the owner is told as for any frame");
+    assert.equal(text(plain), frameEvent(checkpoint));
+  });
 });

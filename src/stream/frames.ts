@@ -75,12 +75,17 @@ export class FrameBuffer {
   #pending = false;
   #frames = 0;
   readonly #onPending: () => void;
+  readonly #onHeld: () => void;
 
   /**
-   * @param onPending called when bytes arrive in an empty buffer
+   * @param onPending called when a frame ends in a buffer with nothing pending: the owner
+   *   schedules a take
+   * @param onHeld called when a frame that may wait ends ({@linkcode FrameBuffer.eventLater}):
+   *   the owner bounds the wait
    */
-  constructor(onPending: () => void) {
+  constructor(onPending: () => void, onHeld: () => void = onPending) {
     this.#onPending = onPending;
+    this.#onHeld = onHeld;
   }
 
   /** Frames ended so far (never reset). */
@@ -218,6 +223,20 @@ export class FrameBuffer {
   event(event: SessionEvent): void {
     this.text(frameEvent(event));
     this.end();
+  }
+
+  /**
+   * Appends an event that need not leave at once: it goes with the next frame's take, and the
+   * owner, told by `onHeld`, takes it by a deadline of its own if no frame comes first. It does
+   * not count in {@linkcode FrameBuffer.frames}. Used for a `checkpoint` event that lands
+   * between two writes of the client: sent on its own it would cost a write to the socket, and
+   * its reader a read, for a few dozen bytes.
+   *
+   * @param event the event
+   */
+  eventLater(event: SessionEvent): void {
+    this.text(frameEvent(event));
+    if (!this.#pending) this.#onHeld();
   }
 
   /** Marks the end of a frame written piece by piece. */

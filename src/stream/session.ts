@@ -312,8 +312,9 @@ export class SessionRunner {
 
   /**
    * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
-   * KV commits it, and its `checkpoint` event is written when it has landed (so it may follow a
-   * few `step` events of later tokens; its id is the seq it made durable). A checkpoint still in
+   * KV commits it, and its `checkpoint` event is written when it has landed, to leave with the
+   * next step events (see {@linkcode FrameBuffer.eventLater}; so it may follow a few `step`
+   * events of later tokens; its id is the seq it made durable). A checkpoint still in
    * flight is waited for first, so at most two checkpoints' worth of tokens are ever waiting to
    * be durable. A failed checkpoint (a conflict) fails the request at the next item or at its
    * end.
@@ -324,7 +325,7 @@ export class SessionRunner {
     if (this.#seq - this.#durable < this.#deps.limits.checkpointEvery) return; // it covered these
     this.#taken = this.#seq;
     this.#behind = this.checkpoint().then(
-      (event) => out.event(event),
+      (event) => out.eventLater(event),
       (err) => this.#fault ??= err,
     ).then(() => {
       this.#behind = null;
