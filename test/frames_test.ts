@@ -84,6 +84,9 @@ Deno.test("FrameBuffer", async (t) => {
     const plain = new FrameBuffer(() => told++);
     plain.eventLater(checkpoint);
     assert.equal(told, 2, "without onHeld the owner is told as for any frame");
-    assert.equal(text(plain), frameEvent(checkpoint));
+    plain.byte(33);
+    plain.end();
+    assert.deepEqual([told, plain.frames], [2, 1], "once per take");
+    assert.equal(text(plain), frameEvent(checkpoint) + "!");
   });
 });

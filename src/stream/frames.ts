@@ -75,15 +75,16 @@ export class FrameBuffer {
   #pending = false;
   #frames = 0;
   readonly #onPending: () => void;
-  readonly #onHeld: () => void;
+  readonly #onHeld: (() => void) | null;
 
   /**
    * @param onPending called when a frame ends in a buffer with nothing pending: the owner
    *   schedules a take
-   * @param onHeld called when a frame that may wait ends ({@linkcode FrameBuffer.eventLater}):
-   *   the owner bounds the wait
+   * @param onHeld called when a frame that may wait ends ({@linkcode FrameBuffer.eventLater})
+   *   in a buffer with nothing pending: the owner bounds the wait. Without it such a frame is
+   *   pending like any other.
    */
-  constructor(onPending: () => void, onHeld: () => void = onPending) {
+  constructor(onPending: () => void, onHeld: (() => void) | null = null) {
     this.#onPending = onPending;
     this.#onHeld = onHeld;
   }
@@ -107,9 +108,14 @@ export class FrameBuffer {
     this.#bytes = grown;
   }
 
-  /** Ends a frame: tells the owner, once per take, that bytes are waiting. */
+  /** Ends a frame. */
   #wrote(): void {
     this.#frames++;
+    this.#notify();
+  }
+
+  /** Tells the owner, once per take, that bytes are waiting. */
+  #notify(): void {
     if (this.#pending) return;
     this.#pending = true;
     this.#onPending();
@@ -236,7 +242,8 @@ export class FrameBuffer {
    */
   eventLater(event: SessionEvent): void {
     this.text(frameEvent(event));
-    if (!this.#pending) this.#onHeld();
+    if (this.#onHeld === null) this.#notify();
+    else if (!this.#pending) this.#onHeld();
   }
 
   /** Marks the end of a frame written piece by piece. */
