@@ -64,12 +64,15 @@ export interface SessionEvent {
  * `tokens[id]` is `,"token":"…"` for input token `id`; `first[k]` opens the list with output k's
  * entry and `later[k]` follows the previous entry with it: `,"top":[{"token":"…","p":` and
  * `},{"token":"…","p":` for a language model's top-k, `,"probs":{"label":` and `,"label":` for a
- * classifier's probabilities. A frame is then a few copies and the numbers.
+ * classifier's probabilities; `close` ends a list (`}]`, `}`) and `empty` is one with no entry
+ * (`,"top":[]`, `,"probs":{}`). A frame is then a few copies and the numbers.
  */
 interface StepPieces {
   tokens: Uint8Array[];
   first: Uint8Array[];
   later: Uint8Array[];
+  close: Uint8Array;
+  empty: Uint8Array;
 }
 
 const stepPieces = new WeakMap<LoadedModel, StepPieces>();
@@ -85,6 +88,8 @@ function piecesOf(loaded: LoadedModel): StepPieces {
         utf8(labels !== null ? `,"probs":{${n}:` : `,"top":[{"token":${n},"p":`)
       ),
       later: names.map((n) => utf8(labels !== null ? `,${n}:` : `},{"token":${n},"p":`)),
+      close: utf8(labels !== null ? "}" : "}]"),
+      empty: utf8(labels !== null ? ',"probs":{}' : ',"top":[]'),
     };
     stepPieces.set(loaded, cached);
   }
@@ -94,13 +99,7 @@ function piecesOf(loaded: LoadedModel): StepPieces {
 // The fixed parts of a step frame: event: step, data: {"seq":…,"token":…,"top":[{"token":…,
 // "p":…},…]} (or "probs":{label:p,…}), id: seq.
 const STEP_HEAD = utf8('event: step\ndata: {"seq":');
-const EMPTY_TOP = utf8(',"top":[]');
-const EMPTY_PROBS = utf8(',"probs":{}');
-const TOP_CLOSE = utf8("}]");
-const PROBS_CLOSE = utf8("}");
 const ID_LINE = utf8("}\nid: ");
-const TOP_CLOSE_ID = utf8("}]}\nid: ");
-const PROBS_CLOSE_ID = utf8("}}\nid: ");
 const BLANK_LINE = utf8("\n\n");
 
 /** What a session runner needs from the app. */
@@ -380,14 +379,13 @@ export class SessionRunner {
    * classifier), framed straight into bytes since it is made for every token.
    */
   #stepped(out: FrameBuffer, id: number, probs: FloatArray, at: number): void {
-    const { tokens, first, later } = this.#pieces;
+    const { tokens, first, later, close, empty } = this.#pieces;
     const seq = ++this.#seq;
     out.bytes(STEP_HEAD);
     out.uint(seq);
     out.bytes(tokens[id]);
-    const classifier = this.loaded.model.meta.labels !== null;
     let n: number; // entries listed
-    if (classifier) {
+    if (this.loaded.model.meta.labels !== null) {
       n = first.length;
       for (let k = 0; k < n; k++) {
         out.bytes(k === 0 ? first[k] : later[k]);
@@ -401,13 +399,9 @@ export class SessionRunner {
         out.probAt(probs, at + best[r]);
       }
     }
-    if (n === 0) out.bytes(classifier ? EMPTY_PROBS : EMPTY_TOP);
-    if (this.includeHidden) {
-      if (n > 0) out.bytes(classifier ? PROBS_CLOSE : TOP_CLOSE);
-      out.text(`,"h":${hiddenJson(this.state, this.#hiddenUnits)}`);
-      out.bytes(ID_LINE);
-    } else if (n > 0) out.bytes(classifier ? PROBS_CLOSE_ID : TOP_CLOSE_ID);
-    else out.bytes(ID_LINE);
+    out.bytes(n > 0 ? close : empty);
+    if (this.includeHidden) out.text(`,"h":${hiddenJson(this.state, this.#hiddenUnits)}`);
+    out.bytes(ID_LINE);
     out.uint(seq);
     out.bytes(BLANK_LINE);
     out.end();
