@@ -311,11 +311,11 @@ export class SessionRunner {
 
   /**
    * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
-   * KV commits it, and its `checkpoint` event is written when it has landed, to leave with the
-   * next step events (see {@linkcode FrameBuffer.eventLater}; so it may follow a few `step`
-   * events of later tokens; its id is the seq it made durable). A checkpoint still in
-   * flight is waited for first, so at most two checkpoints' worth of tokens are ever waiting to
-   * be durable. A failed checkpoint (a conflict) fails the request at the next item or at its
+   * KV commits it. Its `checkpoint` event, whose id is the seq it made durable, is written when
+   * it has landed and leaves with the next step events ({@linkcode FrameBuffer.eventLater}), so
+   * it may follow the `step` events of a few later tokens. A checkpoint still in flight is
+   * waited for first, so at most two checkpoints' worth of tokens are ever waiting to be
+   * durable. A failed checkpoint (a conflict) fails the request at the next item or at its
    * end.
    */
   async #checkpointBehind(out: FrameBuffer): Promise<void> {
