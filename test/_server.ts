@@ -98,6 +98,17 @@ export interface Memory {
   peakKiB: number;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; null if unknown. */
+export function cpuSeconds(pid: number | "self"): number | null {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
+  } catch {
+    return null;
+  }
+}
+
 /** The memory lines of a `/proc/<pid>/status` text, or null when they are missing. */
 function memoryIn(status: string): Memory | null {
   const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);

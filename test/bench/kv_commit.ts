@@ -7,6 +7,8 @@
 //
 // CPU is the process's user + system time from /proc/self/stat (Linux), so the KV's own
 // threads are counted too (--allow-all because Deno reads /proc/self only with all permissions).
+import { cpuSeconds } from "../_server.ts";
+
 const path = await Deno.makeTempFile({ suffix: ".sqlite3" });
 const kv = await Deno.openKv(path);
 const hidden = new Uint8Array(512); // a GRU H = 128 state
@@ -20,11 +22,8 @@ const record = (seq: number) => ({
   updatedAt: "2026-01-01T00:00:00.000Z",
 });
 
-/** CPU seconds this process has used (user + system). */
-function cpuSeconds(): number {
-  const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
+/** CPU seconds this process has used (user + system); NaN where /proc cannot be read. */
+const cpuNow = () => cpuSeconds("self") ?? NaN;
 
 const stamps = new Map<string, string | null>();
 const writes = 8000;
@@ -32,7 +31,7 @@ console.log("| writes per commit | CPU per write (µs) | wall per write (µs) |"
 console.log("| ---: | ---: | ---: |");
 try {
   for (const group of [1, 2, 4, 8, 16, 64]) {
-    const c0 = cpuSeconds(), t0 = performance.now();
+    const c0 = cpuNow(), t0 = performance.now();
     for (let i = 0; i < writes; i += group) {
       const op = kv.atomic();
       for (let g = 0; g < group; g++) {
@@ -45,7 +44,7 @@ try {
       if (!res.ok) throw new Error("a check failed");
       for (let g = 0; g < group; g++) stamps.set(`s${(i + g) % 1000}`, res.versionstamp);
     }
-    const cpu = (cpuSeconds() - c0) / writes * 1e6, wall = (performance.now() - t0) / writes * 1e3;
+    const cpu = (cpuNow() - c0) / writes * 1e6, wall = (performance.now() - t0) / writes * 1e3;
     console.log(`| ${group} | ${cpu.toFixed(0)} | ${wall.toFixed(0)} |`);
   }
 } finally {

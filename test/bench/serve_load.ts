@@ -38,6 +38,7 @@
 import { parseArgs } from "node:util";
 import { RawPost } from "./_raw_http.ts";
 import {
+  cpuSeconds,
   MOBY_FIXTURE,
   type OpenStream,
   openStream,
@@ -89,17 +90,6 @@ function openFileLimit(): string {
     return m === null ? "?" : `${m[1]} soft / ${m[2]} hard`;
   } catch {
     return "?";
-  }
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat; null if unknown. */
-function cpuSeconds(pid: number | "self"): number | null {
-  try {
-    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100)
-  } catch {
-    return null;
   }
 }
 
