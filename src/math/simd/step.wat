@@ -429,7 +429,7 @@
     (param $k i32) (param $n i32)
     (local $s i32) (local $p i32) (local $j i32) (local $mp i32) (local $kb i32)
     (local $wp i32) (local $xa i32) (local $xb i32) (local $yp i32) (local $bp i32)
-    (local $u v128) (local $v v128) (local $wv v128)
+    (local $u v128) (local $v v128) (local $wv v128) (local $xv v128) (local $xw v128)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128)
     (local $a4 v128) (local $a5 v128) (local $a6 v128) (local $a7 v128)
     (local.set $mp (i32.shl (i32.and (i32.add (local.get $m) (i32.const 15)) (i32.const -16))
@@ -458,12 +458,18 @@
             (local.set $j (i32.const 0))
             ;; four columns per pass while four are left (V8 checks the bounds of every load
             ;; and polls for interrupts once per pass: fewer passes, fewer instructions per
-            ;; multiply-add), then one at a time
+            ;; multiply-add), then one at a time. A pass loads each stream's x[j..j+3] once and
+            ;; broadcasts each value by a shuffle, which has no bounds check: two loads of x
+            ;; instead of eight.
             (block $jdone
               (loop $cols
                 (br_if $jdone (i32.gt_u (i32.add (local.get $j) (i32.const 4)) (local.get $k)))
-                (local.set $u (v128.load32_splat offset=0 (local.get $xa)))
-                (local.set $v (v128.load32_splat offset=0 (local.get $xb)))
+                (local.set $xv (v128.load (local.get $xa)))
+                (local.set $xw (v128.load (local.get $xb)))
+                (local.set $u
+                  (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $xv) (local.get $xv)))
+                (local.set $v
+                  (i8x16.shuffle 0 1 2 3 0 1 2 3 0 1 2 3 0 1 2 3 (local.get $xw) (local.get $xw)))
                 (local.set $wv (v128.load offset=0 (local.get $wp)))
                 (local.set $a0 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a0)))
                 (local.set $a4 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a4)))
@@ -476,8 +482,10 @@
                 (local.set $wv (v128.load offset=48 (local.get $wp)))
                 (local.set $a3 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a3)))
                 (local.set $a7 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a7)))
-                (local.set $u (v128.load32_splat offset=4 (local.get $xa)))
-                (local.set $v (v128.load32_splat offset=4 (local.get $xb)))
+                (local.set $u
+                  (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $xv) (local.get $xv)))
+                (local.set $v
+                  (i8x16.shuffle 4 5 6 7 4 5 6 7 4 5 6 7 4 5 6 7 (local.get $xw) (local.get $xw)))
                 (local.set $wv (v128.load offset=64 (local.get $wp)))
                 (local.set $a0 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a0)))
                 (local.set $a4 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a4)))
@@ -490,8 +498,10 @@
                 (local.set $wv (v128.load offset=112 (local.get $wp)))
                 (local.set $a3 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a3)))
                 (local.set $a7 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a7)))
-                (local.set $u (v128.load32_splat offset=8 (local.get $xa)))
-                (local.set $v (v128.load32_splat offset=8 (local.get $xb)))
+                (local.set $u
+                  (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $xv) (local.get $xv)))
+                (local.set $v
+                  (i8x16.shuffle 8 9 10 11 8 9 10 11 8 9 10 11 8 9 10 11 (local.get $xw) (local.get $xw)))
                 (local.set $wv (v128.load offset=128 (local.get $wp)))
                 (local.set $a0 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a0)))
                 (local.set $a4 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a4)))
@@ -504,8 +514,10 @@
                 (local.set $wv (v128.load offset=176 (local.get $wp)))
                 (local.set $a3 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a3)))
                 (local.set $a7 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a7)))
-                (local.set $u (v128.load32_splat offset=12 (local.get $xa)))
-                (local.set $v (v128.load32_splat offset=12 (local.get $xb)))
+                (local.set $u
+                  (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $xv) (local.get $xv)))
+                (local.set $v
+                  (i8x16.shuffle 12 13 14 15 12 13 14 15 12 13 14 15 12 13 14 15 (local.get $xw) (local.get $xw)))
                 (local.set $wv (v128.load offset=192 (local.get $wp)))
                 (local.set $a0 (f32x4.relaxed_madd (local.get $u) (local.get $wv) (local.get $a0)))
                 (local.set $a4 (f32x4.relaxed_madd (local.get $v) (local.get $wv) (local.get $a4)))
