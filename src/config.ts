@@ -45,6 +45,7 @@ export const LIMIT_ENV = {
   maxTokensPerRequest: ["MAX_TOKENS_PER_REQUEST", 1],
   maxGenerateTokens: ["MAX_GENERATE_TOKENS", 1],
   checkpointEvery: ["CHECKPOINT_EVERY", 1],
+  checkpointGatherMs: ["CHECKPOINT_GATHER_MS", 1],
   sessionTtlMs: ["SESSION_TTL_SECONDS", 1000],
   keepAliveMs: ["KEEPALIVE_SECONDS", 1000],
   topK: ["TOP_K", 1],

@@ -836,6 +836,22 @@ Deno.test("a checkpoint is written while stepping goes on, and its event follows
   });
 });
 
+Deno.test("a lone session's checkpoints do not wait for company that never comes", async () => {
+  // A checkpoint taken behind may wait up to checkpointGatherMs for other sessions' writes to
+  // share its commit, but one that the session then has to wait for is hurried: with a minute
+  // of gathering, a body crossing six checkpoints still streams through at once.
+  await withApp(
+    { checkpointEvery: 4, topK: 1, checkpointGatherMs: 60_000 },
+    async ({ app, kv }) => {
+      const text = "the quick brown fox jumps";
+      const { events } = await withTimeout(stream(app, "lone", text), 20_000, "the lone session");
+      assert.equal(events.filter((e) => e.event === "step").length, text.length);
+      assert.deepEqual(events.at(-1)?.data, { seq: text.length, durable_seq: text.length });
+      assert.equal((await readSession(kv, "lone"))!.record.seq, text.length);
+    },
+  );
+});
+
 Deno.test("a checkpoint that fails behind the stepping ends the request with a conflict", async () => {
   await withGatedApp(async ({ app, store, models, release }) => {
     const { body, reader } = await heldStream(app, "raced", "abcdef");

@@ -1,7 +1,13 @@
 // Session writes are grouped into shared commits, and each write still gets its own outcome.
 import assert from "node:assert/strict";
 import { ConflictError } from "../src/store/errors.ts";
-import { readSession, type SessionRecord, writeSession } from "../src/store/sessions.ts";
+import { withTimeout } from "./_server.ts";
+import {
+  hurrySession,
+  readSession,
+  type SessionRecord,
+  writeSession,
+} from "../src/store/sessions.ts";
 
 const record = (seq: number): SessionRecord => ({
   model: "m",
@@ -32,15 +38,22 @@ Deno.test("concurrent session writes share commits and each lands", async () => 
   }
 });
 
+/** A bound on waits that must end long before it (the store is in memory). */
+const LIVENESS_MS = 20_000;
+
+/** A few milliseconds: enough for a group commit to have started waiting. */
+const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+
 Deno.test("writes that trickle in while the store is busy wait for company and share a commit", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
-    // the store idle: the first write commits alone, and the store is busy for GATHER_MS
+    // the store idle: the first write commits alone, and the store is busy from then on
     await writeSession(kv, "a0", record(0), null, DAY);
-    // busy (a commit started within GATHER_MS, 10 ms): writes one millisecond apart share a commit
+    // busy (a commit started within their gather window, 300 ms): writes one millisecond apart
+    // wait for company and share a commit
     const later: Promise<string>[] = [];
     for (let i = 1; i <= 5; i++) {
-      later.push(writeSession(kv, `a${i}`, record(i), null, DAY));
+      later.push(writeSession(kv, `a${i}`, record(i), null, DAY, 300));
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
     const stamps = await Promise.all(later);
@@ -48,6 +61,32 @@ Deno.test("writes that trickle in while the store is busy wait for company and s
     for (let i = 1; i <= 5; i++) {
       assert.equal((await readSession(kv, `a${i}`))?.versionstamp, stamps[i - 1]);
     }
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a write that gathers goes at once when its writer hurries it, or when a write that does not gather comes", async (t) => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await t.step("hurried", async () => {
+      await writeSession(kv, "b0", record(0), null, DAY); // the store is busy from now on
+      // would wait a minute for company
+      const slow = writeSession(kv, "b1", record(1), null, DAY, 60_000);
+      await tick(); // the group is waiting now
+      hurrySession(kv, "b0"); // no queued write of b0: nothing happens
+      hurrySession(kv, "b1");
+      await withTimeout(slow, LIVENESS_MS, "the hurried write");
+      assert.equal((await readSession(kv, "b1"))?.record.seq, 1);
+    });
+    await t.step("company that does not wait", async () => {
+      await writeSession(kv, "c0", record(0), null, DAY);
+      const slow = writeSession(kv, "c1", record(1), null, DAY, 60_000);
+      await tick();
+      const now = writeSession(kv, "c2", record(2), null, DAY);
+      const [a, b] = await withTimeout(Promise.all([slow, now]), LIVENESS_MS, "the two writes");
+      assert.equal(a, b, "the waiting write goes in the same commit as the one that does not");
+    });
   } finally {
     kv.close();
   }

@@ -86,9 +86,11 @@ export async function* listSessions(
  * commit). A commit costs the store far more than a write in it (on the local SQLite store,
  * about 300 µs of CPU for a commit of one write against about 30 µs per write in a commit of
  * 64: `deno task bench:kv`), so a thousand sessions checkpointing at once cost a few dozen
- * commits, not a thousand. A write that finds the store idle goes at once; while writes keep
- * coming (a commit started within the last {@linkcode GATHER_MS}), a write waits up to that
- * long for company, so that a busy server's groups grow. If a group's commit fails a check,
+ * commits, not a thousand. A write whose caller goes on without its result (a checkpoint taken
+ * while the session keeps stepping) may also wait up to `gatherMs` for company while writes
+ * keep coming (until `gatherMs` after the last commit started), so that a busy server's groups
+ * grow; a write to an idle store, a write with no `gatherMs`, and a write someone has started to
+ * wait on ({@linkcode hurrySession}) go with the next commit. If a group's commit fails a check,
  * its writes are retried one by one, so only the write that lost its race gets the conflict.
  *
  * @param kv the store
@@ -96,6 +98,9 @@ export async function* listSessions(
  * @param record the new state
  * @param expected the versionstamp this writer last saw, or null for a new session
  * @param expireInMs idle expiry: the session disappears this long after its last write
+ * @param gatherMs how long the write may wait for others to share its commit (ms): 0 when the
+ *   caller waits for it; a few ms (Limits.checkpointGatherMs) for a checkpoint taken while the
+ *   session steps on
  * @returns the new versionstamp
  * @throws {ConflictError} when another writer got there first
  */
@@ -105,13 +110,26 @@ export function writeSession(
   record: SessionRecord,
   expected: string | null,
   expireInMs: number,
+  gatherMs = 0,
 ): Promise<string> {
   let group = groups.get(kv);
   if (group === undefined) {
     group = new GroupCommit(kv);
     groups.set(kv, group);
   }
-  return group.write({ id, record, expected, expireInMs });
+  return group.write({ id, record, expected, expireInMs, gatherMs });
+}
+
+/**
+ * Ends the wait for company of a session's queued write (see {@linkcode writeSession}): its
+ * writer has started to wait for it, so it goes with the next commit. Without one, nothing
+ * happens.
+ *
+ * @param kv the store
+ * @param id the session
+ */
+export function hurrySession(kv: Deno.Kv, id: string): void {
+  groups.get(kv)?.hurry(id);
 }
 
 /** One session write waiting for its commit. */
@@ -120,18 +138,14 @@ interface PendingWrite {
   record: SessionRecord;
   expected: string | null;
   expireInMs: number;
+  /** How long after the last commit started this write may still wait for company (ms). */
+  gatherMs: number;
   resolve?: (versionstamp: string) => void;
   reject?: (err: unknown) => void;
 }
 
 /** Most writes in one atomic operation (Deno KV allows 100 checks and 1,000 mutations). */
 const GROUP_WRITES = 64;
-/**
- * How long a write waits for others while the store is busy (ms): the longest a checkpoint
- * lands later than it could have. At 70,000 tokens/s over two isolates, checkpointing every 64
- * tokens, it took groups from 13–38 writes per commit to 40–47 (counted in one run each way).
- */
-export const GATHER_MS = 10;
 /** Most state bytes in one atomic operation (Deno KV allows 800 KiB of mutations). */
 const GROUP_BYTES = 400_000;
 
@@ -141,8 +155,10 @@ const groups = new WeakMap<Deno.Kv, GroupCommit>();
 class GroupCommit {
   readonly #kv: Deno.Kv;
   #queue: PendingWrite[] = [];
-  #busy = false; // a commit in flight, or a write waiting for company
+  #busy = false; // a commit in flight, or writes waiting for company
   #lastCommit = -Infinity; // when the last group's commit started (performance.now())
+  #until = Infinity; // while waiting for company: when the wait ends (performance.now())
+  #wake: (() => void) | null = null; // ends the wait for company now
 
   constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -153,17 +169,57 @@ class GroupCommit {
       w.resolve = resolve;
       w.reject = reject;
       this.#queue.push(w);
-      if (this.#busy) return; // the run in progress takes it
-      this.#busy = true;
-      if (performance.now() - this.#lastCommit < GATHER_MS) {
-        setTimeout(() => this.#run(), GATHER_MS);
-      } else this.#run();
+      if (!this.#busy) {
+        this.#busy = true;
+        this.#run();
+      } else if (
+        this.#lastCommit + w.gatherMs < this.#until || this.#queue.length >= GROUP_WRITES
+      ) {
+        this.#wake?.(); // the group is due sooner now
+      }
+    });
+  }
+
+  hurry(id: string): void {
+    let found = false;
+    for (const w of this.#queue) {
+      if (w.id === id && w.gatherMs > 0) {
+        w.gatherMs = 0;
+        found = true;
+      }
+    }
+    if (found) this.#wake?.();
+  }
+
+  /** When the queued writes are due: the earliest any of them stops waiting for company. */
+  #due(): number {
+    if (this.#queue.length >= GROUP_WRITES) return -Infinity;
+    let due = Infinity;
+    for (const w of this.#queue) due = Math.min(due, this.#lastCommit + w.gatherMs);
+    return due;
+  }
+
+  /** Waits until `until`, or less if woken. */
+  #sleep(until: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = null;
+        this.#until = Infinity;
+        resolve();
+      };
+      const timer = setTimeout(done, until - performance.now());
+      this.#wake = done;
+      this.#until = until;
     });
   }
 
   async #run(): Promise<void> {
     try {
       while (this.#queue.length > 0) {
+        for (let due = this.#due(); due > performance.now(); due = this.#due()) {
+          await this.#sleep(due);
+        }
         // Take writes in order, at most one per session, within the limits.
         const group: PendingWrite[] = [];
         const ids = new Set<string>();
@@ -183,12 +239,6 @@ class GroupCommit {
         this.#queue = rest;
         this.#lastCommit = performance.now();
         await this.#commit(group);
-        // The writes that came meanwhile: while they keep coming, gather more before the next
-        // commit (a full group goes at once).
-        const wait = GATHER_MS - (performance.now() - this.#lastCommit);
-        if (this.#queue.length > 0 && this.#queue.length < GROUP_WRITES && wait > 0) {
-          await new Promise((resolve) => setTimeout(resolve, wait));
-        }
       }
     } finally {
       this.#busy = false;
