@@ -12,7 +12,7 @@ import { Stepper } from "../src/nn/mod.ts";
 import { ModelCache } from "../src/store/model_cache.ts";
 import { publishModel } from "../src/store/registry.ts";
 import { readSession, type StoredSession } from "../src/store/sessions.ts";
-import { DEFAULT_LIMITS, type Limits, SessionManager } from "../src/stream/mod.ts";
+import { DEFAULT_LIMITS, type Limits, MAX_RUN, SessionManager } from "../src/stream/mod.ts";
 import { CharVocab } from "../src/text/char_vocab.ts";
 import {
   ControlledBody,
@@ -850,6 +850,27 @@ Deno.test("a lone session's checkpoints do not wait for company that never comes
       assert.equal((await readSession(kv, "lone"))!.record.seq, text.length);
     },
   );
+});
+
+Deno.test("a long body is applied MAX_RUN tokens per turn of the event loop, however far apart checkpoints are", async () => {
+  await withApp({ checkpointEvery: 1_000_000, topK: 1 }, async ({ app }) => {
+    const text = "the quick brown fox jumps over a lazy dog ".repeat(100); // 4,200 characters
+    const res = await post(app, "long", text);
+    assert.equal(res.status, 200);
+    const counts: number[] = []; // step events per chunk of the response
+    let turned = false; // whether other work of the isolate (a timer due at once) has run
+    let stepsAfterTurn = 0;
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body!) {
+      const steps = decoder.decode(chunk).split("event: step\n").length - 1;
+      if (counts.length === 0) setTimeout(() => turned = true, 0); // once the stream flows
+      else if (turned) stepsAfterTurn += steps;
+      counts.push(steps);
+    }
+    assert.equal(counts.reduce((a, b) => a + b, 0), text.length);
+    assert.ok(Math.max(...counts) <= MAX_RUN, `step events per chunk: ${counts}`);
+    assert.ok(stepsAfterTurn > 0, "the timer had to wait until the whole body was applied");
+  });
 });
 
 Deno.test("a checkpoint that fails behind the stepping ends the request with a conflict", async () => {

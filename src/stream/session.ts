@@ -2,6 +2,7 @@
 // the recurrent step applied per token, checkpoints to KV with a versionstamp check, and the
 // events a client sees. Exactly once: every token has a seq; a request may start from any
 // seq ≤ durable seq + 1 and tokens at or below the session's seq are skipped, never re-applied.
+import { setImmediate } from "node:timers";
 import { argmax, type FloatArray, Rng } from "../math/mod.ts";
 import { Sampler, type SamplingOptions } from "../nn/mod.ts";
 import { ConflictError, NotFoundError, TooLargeError } from "../store/errors.ts";
@@ -45,6 +46,17 @@ export interface Limits {
   /** Outputs listed in a step event. @default 5 */
   topK: number;
 }
+
+/**
+ * Most tokens of one item applied in one go (one batcher run, within one turn of the event
+ * loop): the item's events so far leave, and the isolate turns to other work, at least this
+ * often. Without it, a body read as one 16 KiB chunk would be stepped whole (a third of a
+ * second) before its first event left, and every other session on the isolate would wait.
+ */
+export const MAX_RUN = 64;
+
+/** Resolves at the next turn of the event loop, after pending I/O and timers. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** The largest hidden state a session keeps (a KV value is at most 64 KiB, record included). */
 export const MAX_STATE_BYTES = 60_000;
@@ -296,13 +308,18 @@ export class SessionRunner {
           `a request may apply at most ${limits.maxTokensPerRequest} tokens`,
         );
       }
-      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens.
+      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens,
+      // and after at most MAX_RUN tokens.
       const untilCheckpoint = Math.max(1, limits.checkpointEvery - this.#sinceCheckpoint());
-      const end = pos + Math.min(n - pos, allowed, untilCheckpoint);
+      const end = pos + Math.min(n - pos, allowed, untilCheckpoint, MAX_RUN);
       const applied = await batcher.run(this.state, ids, pos, end, this.#onStep, this.#isCancelled);
       pos += applied;
       this.#applied += applied;
       if (this.#sinceCheckpoint() >= limits.checkpointEvery) await this.#checkpointBehind(out);
+      // More of this item to come: let the events so far leave and the isolate's other work
+      // (other sessions, timers) run first. Runs and checkpoints settle within one turn of the
+      // event loop, so without this a long item would be applied whole in one turn.
+      if (pos < n) await nextTurn();
     }
     if (this.#fault !== null) throw this.#fault;
   }
