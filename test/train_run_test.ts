@@ -123,6 +123,9 @@ function bytesOf(t: Tensor): Uint8Array {
 async function assertSameWeights(pathA: string, pathB: string): Promise<void> {
   const [a, b] = await Promise.all([weights(pathA), weights(pathB)]);
   assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  // Every tensor is compared before failing, so that a failure says which ones differ (a
+  // difference in one update spreads to all of them; one in the last update may not).
+  const differ: string[] = [];
   for (const [name, ta] of a) {
     const tb = b.get(name)!;
     assert.deepEqual(ta.shape, tb.shape, `${name} shape`);
@@ -133,12 +136,9 @@ async function assertSameWeights(pathA: string, pathB: string): Promise<void> {
         worst = Math.max(worst, Math.abs(ta.data[k] - tb.data[k]));
       }
     }
-    assert.equal(
-      count,
-      0,
-      `${name}: ${count} of ${ta.data.length} entries differ, by up to ${worst}`,
-    );
+    if (count > 0) differ.push(`${name}: ${count} of ${ta.data.length} differ, by up to ${worst}`);
   }
+  assert.deepEqual(differ, [], `tensors that differ:\n${differ.join("\n")}`);
 }
 
 /** True when the two files hold the same tensor names and bytes. */
@@ -472,7 +472,12 @@ Deno.test("train on SIGINT saves a checkpoint, exits 130 without publishing, and
           await whole;
           assert.match(resumed.stderr, new RegExp(`^resuming .* at step ${m![1]} `, "m"));
           assert.match(resumed.stderr, /^done: 4000 updates/m);
-          await assertSameWeights(`${dir}/r.st`, `${dir}/w.st`);
+          await assertSameWeights(`${dir}/r.st`, `${dir}/w.st`).catch((err) => {
+            // What a rare failure needs to be understood: where the run stopped and resumed.
+            throw new Error(
+              `${err.message}\nstopped:\n${stopped.stderr}\nresumed:\n${resumed.stderr}`,
+            );
+          });
           assertNoDuplicateSteps(await readMetrics(run));
           const [s1] = await listModels(kv);
           assert.equal(s1?.name, "s1");
