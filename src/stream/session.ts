@@ -123,6 +123,12 @@ const STEP_HEAD = utf8('event: step\ndata: {"seq":');
 const ID_LINE = utf8("}\nid: ");
 const BLANK_LINE = utf8("\n\n");
 
+/** A session's state copied at a seq, for a checkpoint written while the session steps on. */
+interface StateSnapshot {
+  seq: number;
+  hidden: Uint8Array;
+}
+
 /** What a session runner needs from the app. */
 export interface SessionDeps {
   kv: Deno.Kv;
@@ -308,14 +314,15 @@ export class SessionRunner {
           `a request may apply at most ${limits.maxTokensPerRequest} tokens`,
         );
       }
-      // A run ends where the next checkpoint is due, so a checkpoint is taken between tokens,
-      // and after at most MAX_RUN tokens.
-      const untilCheckpoint = Math.max(1, limits.checkpointEvery - this.#sinceCheckpoint());
-      const end = pos + Math.min(n - pos, allowed, untilCheckpoint, MAX_RUN);
+      // A run goes on past a checkpoint that falls due inside it: the state is copied between
+      // two of its tokens and written while the run goes on (#onStep); the run stops there only
+      // when the last checkpoint is still in flight (#isCancelled), to wait for it here. (Ending
+      // the run there instead split the item in two batches, the second often alone.)
+      const end = pos + Math.min(n - pos, allowed, MAX_RUN);
       const applied = await batcher.run(this.state, ids, pos, end, this.#onStep, this.#isCancelled);
       pos += applied;
       this.#applied += applied;
-      if (this.#sinceCheckpoint() >= limits.checkpointEvery) await this.#checkpointBehind(out);
+      if (this.#checkpointDue()) await this.#checkpointBehind(out);
       // More of this item to come: let the events so far leave and the isolate's other work
       // (other sessions, timers) run first. Runs and checkpoints settle within one turn of the
       // event loop, so without this a long item would be applied whole in one turn.
@@ -329,12 +336,30 @@ export class SessionRunner {
     return this.#seq - Math.max(this.#durable, this.#taken);
   }
 
-  /** The batcher's callback after each token of this runner: writes its step event. */
-  readonly #onStep = (probs: FloatArray, at: number, k: number): void =>
-    this.#stepped(this.#out!, this.#ids[k], probs, at);
+  /** Whether a checkpoint is due: `checkpointEvery` tokens applied since the last one taken. */
+  #checkpointDue(): boolean {
+    return this.#sinceCheckpoint() >= this.#deps.limits.checkpointEvery;
+  }
 
-  /** Polled by the batcher before each token. */
-  readonly #isCancelled = (): boolean => this.#cancelled;
+  /**
+   * The batcher's callback after each token of this runner: writes its step event, and starts
+   * a checkpoint that has fallen due, of the state as it is after this token.
+   */
+  readonly #onStep = (probs: FloatArray, at: number, k: number): void => {
+    this.#stepped(this.#out!, this.#ids[k], probs, at);
+    if (this.#behind === null && this.#fault === null && this.#checkpointDue()) {
+      this.#startCheckpoint(this.#out!, { seq: this.#seq, hidden: stateToBytes(this.state) });
+    }
+  };
+
+  /**
+   * Polled by the batcher before each token: stops the run when the request is cancelled, or
+   * when a checkpoint is due that #onStep could not start (the last one is still in flight, or
+   * failed), for #apply to wait for it or to fail.
+   */
+  readonly #isCancelled = (): boolean =>
+    this.#cancelled ||
+    ((this.#behind !== null || this.#fault !== null) && this.#checkpointDue());
 
   /**
    * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
@@ -354,8 +379,16 @@ export class SessionRunner {
     }
     if (this.#fault !== null) throw this.#fault;
     if (this.#seq - this.#durable < this.#deps.limits.checkpointEvery) return; // it covered these
-    this.#taken = this.#seq;
-    this.#behind = this.#write(this.#deps.limits.checkpointGatherMs).then(
+    this.#startCheckpoint(out);
+  }
+
+  /**
+   * Starts a checkpoint behind the stepping (none may be in flight): of `snapshot` when given
+   * (the state copied between two tokens of a run), else of the state when the write begins.
+   */
+  #startCheckpoint(out: FrameBuffer, snapshot?: StateSnapshot): void {
+    this.#taken = snapshot?.seq ?? this.#seq;
+    this.#behind = this.#write(this.#deps.limits.checkpointGatherMs, snapshot).then(
       (event) => out.eventLater(event),
       (err) => this.#fault ??= err,
     ).then(() => {
@@ -526,27 +559,29 @@ export class SessionRunner {
    *
    * @param gatherMs how long its write may wait for company unless hurried
    */
-  #write(gatherMs: number): Promise<SessionEvent> {
-    const run = this.#writing.then(() => this.#checkpoint(gatherMs));
+  #write(gatherMs: number, snapshot?: StateSnapshot): Promise<SessionEvent> {
+    const run = this.#writing.then(() => this.#checkpoint(gatherMs, snapshot));
     this.#writing = run.then(() => {}, () => {});
     return run;
   }
 
-  async #checkpoint(gatherMs: number): Promise<SessionEvent> {
+  async #checkpoint(gatherMs: number, snapshot?: StateSnapshot): Promise<SessionEvent> {
     try {
-      return await this.#checkpointNow(this.#hurried ? 0 : gatherMs);
+      return await this.#checkpointNow(this.#hurried ? 0 : gatherMs, snapshot);
     } finally {
       this.#hurried = false;
     }
   }
 
-  async #checkpointNow(gatherMs: number): Promise<SessionEvent> {
-    if (this.#versionstamp === null || this.#seq !== this.#durable) {
+  async #checkpointNow(gatherMs: number, snapshot?: StateSnapshot): Promise<SessionEvent> {
+    const seq = snapshot?.seq ?? this.#seq;
+    // (a snapshot is never behind what is durable: writes go in the order they were started)
+    if (this.#versionstamp === null || seq > this.#durable) {
       const now = this.#deps.clock().toISOString();
       const record: SessionRecord = {
         ...this.#record,
-        seq: this.#seq,
-        hidden: stateToBytes(this.state),
+        seq,
+        hidden: snapshot?.hidden ?? stateToBytes(this.state),
         updatedAt: now,
       };
       this.#versionstamp = await writeSession(
