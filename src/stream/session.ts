@@ -362,15 +362,11 @@ export class SessionRunner {
     ((this.#behind !== null || this.#fault !== null) && this.#checkpointDue());
 
   /**
-   * Starts a checkpoint that the stepping does not wait for: the next tokens are applied while
-   * KV commits it. Its `checkpoint` event, whose id is the seq it made durable, is written when
-   * it has landed and leaves with the next step events ({@linkcode FrameBuffer.eventLater}), so
-   * it may follow the `step` events of a few later tokens. Since nothing waits for it, its
-   * write may wait a little for other sessions' writes to share a commit
-   * ({@linkcode Limits.checkpointGatherMs}). A checkpoint still in flight is waited for first,
-   * and hurried (it stops waiting for company), so at most two checkpoints' worth of tokens are
-   * ever waiting to be durable. A failed checkpoint (a conflict) fails the request at the next
-   * item or at its end.
+   * Takes a checkpoint that is due after a run, where #onStep could not start it between two
+   * tokens because the previous one was still in flight: waits for that one first, and hurries
+   * it (it stops waiting for company), so at most two checkpoints' worth of tokens are ever
+   * waiting to be durable. A failed checkpoint (a conflict) fails the request here, or at the
+   * next item or at its end.
    */
   async #checkpointBehind(out: FrameBuffer): Promise<void> {
     if (this.#behind !== null) {
@@ -383,8 +379,13 @@ export class SessionRunner {
   }
 
   /**
-   * Starts a checkpoint behind the stepping (none may be in flight): of `snapshot` when given
-   * (the state copied between two tokens of a run), else of the state when the write begins.
+   * Starts a checkpoint that the stepping does not wait for (none may be in flight): the next
+   * tokens are applied while KV commits it. It is of `snapshot` when given (the state copied
+   * between two tokens of a run), else of the state when the write begins. Its `checkpoint`
+   * event, whose id is the seq it made durable, is written when it has landed and leaves with
+   * the next step events ({@linkcode FrameBuffer.eventLater}), so it may follow the `step`
+   * events of a few later tokens. Since nothing waits for it, its write may wait a little for
+   * other sessions' writes to share a commit ({@linkcode Limits.checkpointGatherMs}).
    */
   #startCheckpoint(out: FrameBuffer, snapshot?: StateSnapshot): void {
     this.#taken = snapshot?.seq ?? this.#seq;
