@@ -1,7 +1,7 @@
 // Session writes are grouped into shared commits, and each write still gets its own outcome.
 import assert from "node:assert/strict";
 import { ConflictError } from "../src/store/errors.ts";
-import { withTimeout } from "./_server.ts";
+import { sleep, withTimeout } from "./_server.ts";
 import {
   hurrySession,
   readSession,
@@ -42,7 +42,7 @@ Deno.test("concurrent session writes share commits and each lands", async () => 
 const LIVENESS_MS = 20_000;
 
 /** A few milliseconds: enough for a group commit to have started waiting. */
-const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+const TICK_MS = 5;
 
 Deno.test("writes that trickle in while the store is busy wait for company and share a commit", async () => {
   const kv = await Deno.openKv(":memory:");
@@ -54,7 +54,7 @@ Deno.test("writes that trickle in while the store is busy wait for company and s
     const later: Promise<string>[] = [];
     for (let i = 1; i <= 5; i++) {
       later.push(writeSession(kv, `a${i}`, record(i), null, DAY, 300));
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await sleep(1);
     }
     const stamps = await Promise.all(later);
     assert.ok(new Set(stamps).size < stamps.length, `one commit per write: ${stamps}`);
@@ -73,7 +73,7 @@ Deno.test("a write that gathers goes at once when its writer hurries it, or when
       await writeSession(kv, "b0", record(0), null, DAY); // the store is busy from now on
       // would wait a minute for company
       const slow = writeSession(kv, "b1", record(1), null, DAY, 60_000);
-      await tick(); // the group is waiting now
+      await sleep(TICK_MS); // the group is waiting now
       hurrySession(kv, "b0"); // no queued write of b0: nothing happens
       hurrySession(kv, "b1");
       await withTimeout(slow, LIVENESS_MS, "the hurried write");
@@ -82,7 +82,7 @@ Deno.test("a write that gathers goes at once when its writer hurries it, or when
     await t.step("company that does not wait", async () => {
       await writeSession(kv, "c0", record(0), null, DAY);
       const slow = writeSession(kv, "c1", record(1), null, DAY, 60_000);
-      await tick();
+      await sleep(TICK_MS);
       const now = writeSession(kv, "c2", record(2), null, DAY);
       const [a, b] = await withTimeout(Promise.all([slow, now]), LIVENESS_MS, "the two writes");
       assert.equal(a, b, "the waiting write goes in the same commit as the one that does not");
